@@ -1,0 +1,14 @@
+#pragma once
+// Each subcommand file adds its CLI11 subcommand and returns the function that runs it once parsed.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace mft::app {
+
+using Runner = std::function<int()>;
+
+Runner add_info(CLI::App& app);
+Runner add_bench(CLI::App& app);
+
+}  // namespace mft::app

@@ -1,0 +1,55 @@
+// mamba-ft: the command-line driver. Parses, sets threads, runs one subcommand; any error becomes one
+// line on stderr and exit code 1.
+#include "commands.h"
+#include "core/library_info.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+int fail(const std::string& message) {
+  fmt::print(stderr, "mamba-ft: error: {}\n", first_line(message));
+  return 1;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mamba-ft: fine-tune, evaluate, analyse and export Mamba / Mamba-2 / GPT-NeoX models"};
+  app.set_version_flag("--version", "mamba-ft " + mft::version());
+  // LibTorch alone would use one thread on a 2-core machine; default to every core.
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  app.add_option("--threads", threads, "CPU threads for LibTorch and the mft kernels")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.require_subcommand(1);
+  std::vector<std::pair<CLI::App*, mft::app::Runner>> commands;
+  auto add = [&](mft::app::Runner run) { commands.emplace_back(app.get_subcommands({}).back(), std::move(run)); };
+  add(mft::app::add_info(app));
+  add(mft::app::add_bench(app));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    at::set_num_threads(threads);
+    for (auto& [sub, run] : commands) {
+      if (sub->parsed()) return run();
+    }
+    return fail("no subcommand given");
+  } catch (const c10::Error& e) {
+    return fail(e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+}

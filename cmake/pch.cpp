@@ -1,0 +1,1 @@
+// Translation unit that owns the precompiled LibTorch headers reused by every target (CMakeLists.txt).

@@ -1,0 +1,295 @@
+#include "bench/op_bench.h"
+
+#include "core/simd.h"
+#include "ops/causal_conv1d.h"
+#include "ops/selective_scan.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
+#include <fmt/format.h>
+#include <torch/autograd.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <stdexcept>
+#include <atomic>
+
+namespace mft::bench {
+namespace {
+using Clock = std::chrono::steady_clock;
+
+double time_ms(const std::function<void()>& fn) {
+  const auto t0 = Clock::now();
+  fn();
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// One warm-up, then the median of `repeats` timed runs.
+double median_ms(const std::function<void()>& fn, int repeats) {
+  fn();
+  std::vector<double> t;
+  for (int i = 0; i < std::max(1, repeats); ++i) t.push_back(time_ms(fn));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Wraps LibTorch's CPU allocator to count the bytes of live tensors and their peak, so the benchmark
+// can report the memory an op really allocates (outputs, gradients, workspaces).
+class CountingAllocator final : public c10::Allocator {
+ public:
+  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
+  c10::DataPtr allocate(size_t n) override {
+    auto* ctx = new Context{base_->allocate(n), n, this};
+    const int64_t now = live_ += int64_t(n);
+    int64_t peak = peak_.load();
+    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+    }
+    void* data = ctx->inner.get();
+    const c10::Device device = ctx->inner.device();
+    return {data, ctx, &CountingAllocator::release, device};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+  // Starts a measurement: the peak restarts from what is live now.
+  int64_t reset_peak() { return peak_ = live_.load(); }
+  int64_t peak() const { return peak_; }
+
+ private:
+  struct Context {
+    c10::DataPtr inner;
+    size_t bytes;
+    CountingAllocator* owner;
+  };
+  static void release(void* p) {
+    auto* ctx = static_cast<Context*>(p);
+    ctx->owner->live_ -= int64_t(ctx->bytes);
+    delete ctx;
+  }
+  c10::Allocator* base_;
+  std::atomic<int64_t> live_{0}, peak_{0};
+};
+
+CountingAllocator& counting_allocator() {
+  static CountingAllocator* alloc = [] {
+    auto* a = new CountingAllocator(c10::GetDefaultCPUAllocator());  // lives as long as the tensors it made
+    c10::SetCPUAllocator(a, /*priority=*/1);
+    return a;
+  }();
+  return *alloc;
+}
+
+at::ScalarType parse_dtype(const std::string& s) {
+  if (s == "fp32") return at::kFloat;
+  if (s == "bf16") return at::kBFloat16;
+  if (s == "fp16") return at::kHalf;
+  throw std::invalid_argument("bench: dtype must be fp32, bf16 or fp16; got '" + s + "'");
+}
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown CPU";
+}
+
+// Mamba-like inputs: delta through softplus with a dt bias, A = -(1..N), z gate, D.
+struct ScanInputs {
+  at::Tensor u, delta, A, B, C, D, z, bias;
+  ScanInputs(int64_t batch, int64_t dim, int64_t dstate, int64_t seqlen, at::ScalarType dt) {
+    const auto f32 = at::TensorOptions().dtype(at::kFloat);
+    u = at::randn({batch, dim, seqlen}, f32).to(dt);
+    delta = (at::rand({batch, dim, seqlen}, f32) * 0.5 - 4.0).to(dt);
+    A = -at::arange(1, dstate + 1, f32).repeat({dim, 1});
+    B = at::randn({batch, 1, dstate, seqlen}, f32).to(dt);
+    C = at::randn({batch, 1, dstate, seqlen}, f32).to(dt);
+    D = at::ones({dim}, f32);
+    z = at::randn({batch, dim, seqlen}, f32).to(dt);
+    bias = at::rand({dim}, f32) - 4.0;
+  }
+  std::vector<at::Tensor> leaves() { return {u, delta, A, B, C, D, z, bias}; }
+};
+
+template <typename Fn>
+double fwd_bwd_ms(std::vector<at::Tensor> leaves, Fn forward, int repeats) {
+  for (auto& t : leaves) t.requires_grad_(true);
+  return median_ms(
+      [&] {
+        at::Tensor out = forward();
+        out.backward(at::ones_like(out));
+        for (auto& t : leaves) t.mutable_grad() = at::Tensor();
+      },
+      repeats);
+}
+
+BenchRow bench_scan(const BenchOptions& opt, const ExpRate& rate, int64_t batch, int64_t seqlen) {
+  const at::ScalarType dt = parse_dtype(opt.dtype);
+  ScanInputs in(batch, opt.dim, opt.dstate, seqlen, dt);
+  BenchRow row;
+  row.op = "selective_scan";
+  row.shape = fmt::format("b{} d{} n{} l{}", batch, opt.dim, opt.dstate, seqlen);
+  row.dtype = opt.dtype;
+  auto ours = [&] {
+    return std::get<0>(mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.bias, true));
+  };
+  auto eager = [&] {
+    return std::get<0>(mft::reference::selective_scan(in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.bias, true));
+  };
+  {
+    at::NoGradGuard no_grad;
+    row.fwd_ms = median_ms([&] { ours(); }, opt.repeats);
+  }
+  {
+    // Peak allocation of one fwd+bwd beyond the inputs, minus what any implementation must return
+    // (out and one gradient per input): the op's own workspace.
+    auto leaves = in.leaves();
+    for (auto& t : leaves) t.requires_grad_(true);
+    const int64_t before = counting_allocator().reset_peak();
+    at::Tensor out = ours();
+    out.backward(at::ones_like(out));
+    double must = 2.0 * out.nbytes();  // out and its incoming gradient
+    for (auto& t : leaves) must += t.nbytes();
+    row.extra_mem_mb = (double(counting_allocator().peak() - before) - must) / (1 << 20);
+    for (auto& t : leaves) {
+      t.mutable_grad() = at::Tensor();
+      t.requires_grad_(false);
+    }
+  }
+  row.fwdbwd_ms = fwd_bwd_ms(in.leaves(), ours, opt.repeats);
+  for (auto& t : in.leaves()) t.requires_grad_(false);
+  const ScanGeometry g{batch, opt.dim, seqlen, opt.dstate, 1, true, true};
+  row.floor_ms = selective_scan_exp_count(g) / rate.best() * 1e3;
+  row.naive_state_mb = selective_scan_exp_count(g) * 4.0 / (1 << 20);
+  row.fwd_gbps = selective_scan_fwd_bytes(in.u, in.delta, in.B, in.C, in.z) / (row.fwd_ms * 1e6);
+  if (opt.eager) {
+    {
+      at::NoGradGuard no_grad;
+      row.eager_fwd_ms = median_ms([&] { eager(); }, opt.eager_repeats);
+    }
+    row.eager_fwdbwd_ms = fwd_bwd_ms(in.leaves(), eager, opt.eager_repeats);
+  }
+  return row;
+}
+
+BenchRow bench_conv(const BenchOptions& opt, int64_t batch, int64_t seqlen) {
+  const at::ScalarType dt = parse_dtype(opt.dtype);
+  at::Tensor x = at::randn({batch, opt.dim, seqlen}).to(dt);
+  at::Tensor w = at::randn({opt.dim, opt.conv_width}).to(dt);
+  at::Tensor b = at::randn({opt.dim}).to(dt);
+  BenchRow row;
+  row.op = "causal_conv1d";
+  row.shape = fmt::format("b{} d{} w{} l{}", batch, opt.dim, opt.conv_width, seqlen);
+  row.dtype = opt.dtype;
+  auto ours = [&] { return mft::causal_conv1d(x, w, b, {}, true); };
+  auto eager = [&] { return mft::reference::causal_conv1d(x, w, b, {}, true); };
+  {
+    at::NoGradGuard no_grad;
+    row.fwd_ms = median_ms([&] { ours(); }, opt.repeats);
+  }
+  row.fwdbwd_ms = fwd_bwd_ms({x, w, b}, ours, opt.repeats);
+  for (auto* t : {&x, &w, &b}) t->requires_grad_(false);
+  row.fwd_gbps = causal_conv1d_fwd_bytes(x, w) / (row.fwd_ms * 1e6);
+  if (opt.eager) {
+    {
+      at::NoGradGuard no_grad;
+      row.eager_fwd_ms = median_ms([&] { eager(); }, opt.repeats);
+    }
+    row.eager_fwdbwd_ms = fwd_bwd_ms({x, w, b}, eager, opt.repeats);
+  }
+  return row;
+}
+
+std::string ratio(double num, double den) { return den > 0 && num > 0 ? fmt::format("{:.2f}", num / den) : "-"; }
+}  // namespace
+
+ExpRate measure_exp_rate() {
+  using simd::VF;
+  constexpr int64_t kVectors = 1 << 14;  // 1 MiB of lanes per thread: L2-resident, compute-bound
+  constexpr int kPasses = 64;
+  ExpRate rate;
+  const int threads = at::get_num_threads();
+  auto run = [&] {
+    at::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) {
+      for (int64_t th = b; th < e; ++th) {
+        std::vector<VF> v(kVectors, simd::splat<VF>(-0.5f));
+        for (int p = 0; p < kPasses; ++p) {
+          for (auto& x : v) x = simd::vexp(x) - 1.5f;  // stays in (-1.5, -0.5]: no under/overflow
+        }
+        volatile float sink = v[th % kVectors][0];
+        (void)sink;
+      }
+    });
+  };
+  const double ms = median_ms(run, 3);
+  rate.ours_per_s = double(threads) * kVectors * kPasses * simd::kLanes / (ms * 1e-3);
+  at::Tensor big = at::rand({int64_t(threads) * kVectors * simd::kLanes}) - 0.5;
+  at::Tensor out = at::empty_like(big);
+  const double aten_ms = median_ms([&] { at::exp_out(out, big); }, 5);
+  rate.aten_per_s = double(big.numel()) / (aten_ms * 1e-3);
+  return rate;
+}
+
+std::vector<BenchRow> run_op_bench(const BenchOptions& opt, const ExpRate& rate) {
+  counting_allocator();
+  std::vector<BenchRow> rows;
+  const size_t total = 2 * opt.seqlens.size() * opt.batches.size();
+  auto progress = [&] { fmt::print(stderr, "\rbench: {}/{} {} {}", rows.size(), total, rows.back().op, rows.back().shape); };
+  for (int64_t seqlen : opt.seqlens) {
+    for (int64_t batch : opt.batches) {
+      rows.push_back(bench_scan(opt, rate, batch, seqlen));
+      progress();
+      rows.push_back(bench_conv(opt, batch, seqlen));
+      progress();
+    }
+  }
+  fmt::print(stderr, "\n");
+  return rows;
+}
+
+void report(const BenchOptions& opt, const ExpRate& rate, const std::vector<BenchRow>& rows) {
+  fmt::print("machine: {} | threads {} | LibTorch {} | dtype {} | median of {} (eager: {})\n", cpu_model(),
+             at::get_num_threads(), TORCH_VERSION, opt.dtype, opt.repeats, opt.eager_repeats);
+  fmt::print("vectorised exp rate: mft {:.2f} G/s, ATen {:.2f} G/s (floor uses the faster)\n",
+             rate.ours_per_s * 1e-9, rate.aten_per_s * 1e-9);
+  fmt::print("{:<15} {:<22} {:>9} {:>10} {:>7} {:>9} {:>9} {:>8} {:>10} {:>10} {:>9} {:>9}\n", "op", "shape", "fwd ms",
+             "fwd+bwd ms", "GB/s", "floor ms", "floor/fwd", "fb/fwd", "eager fwd", "eager f+b", "x fwd", "x f+b");
+  for (const auto& r : rows) {
+    fmt::print("{:<15} {:<22} {:>9.2f} {:>10.2f} {:>7.2f} {:>9} {:>9} {:>8} {:>10} {:>10} {:>9} {:>9}\n", r.op, r.shape,
+               r.fwd_ms, r.fwdbwd_ms, r.fwd_gbps, r.floor_ms > 0 ? fmt::format("{:.2f}", r.floor_ms) : "-",
+               ratio(r.floor_ms, r.fwd_ms), ratio(r.fwdbwd_ms, r.fwd_ms),
+               r.eager_fwd_ms > 0 ? fmt::format("{:.1f}", r.eager_fwd_ms) : "-",
+               r.eager_fwdbwd_ms > 0 ? fmt::format("{:.1f}", r.eager_fwdbwd_ms) : "-", ratio(r.eager_fwd_ms, r.fwd_ms),
+               ratio(r.eager_fwdbwd_ms, r.fwdbwd_ms));
+  }
+  for (const auto& r : rows) {
+    if (r.op == "selective_scan") {
+      fmt::print("memory {} {}: workspace of fwd+bwd beyond inputs, out and gradients {:.1f} MiB "
+                 "(storing every state would take {:.1f} MiB)\n",
+                 r.op, r.shape, r.extra_mem_mb, r.naive_state_mb);
+    }
+  }
+  fmt::print("goals: scan floor/fwd >= 0.50, fb/fwd <= 4, x fwd (speed-up vs eager) > 3\n");
+  if (!opt.csv_path.empty()) {
+    const std::string tmp = opt.csv_path + ".tmp";
+    {
+      std::ofstream f(tmp);
+      if (!f) throw std::runtime_error("bench: cannot write " + tmp);
+      f << "op,shape,dtype,threads,fwd_ms,fwdbwd_ms,fwd_gbps,floor_ms,eager_fwd_ms,eager_fwdbwd_ms,extra_mem_mb\n";
+      for (const auto& r : rows) {
+        f << fmt::format("{},{},{},{},{:.4f},{:.4f},{:.3f},{:.4f},{:.3f},{:.3f},{:.1f}\n", r.op, r.shape, r.dtype,
+                         at::get_num_threads(), r.fwd_ms, r.fwdbwd_ms, r.fwd_gbps, r.floor_ms, r.eager_fwd_ms,
+                         r.eager_fwdbwd_ms, r.extra_mem_mb);
+      }
+      if (!f) throw std::runtime_error("bench: write failed for " + tmp);
+    }
+    if (std::rename(tmp.c_str(), opt.csv_path.c_str()) != 0) throw std::runtime_error("bench: cannot rename " + tmp);
+    fmt::print("wrote {}\n", opt.csv_path);
+  }
+}
+
+}  // namespace mft::bench

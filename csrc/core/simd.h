@@ -1,0 +1,140 @@
+#pragma once
+// Portable SIMD for the CPU kernels: GCC/Clang vector extensions of kLanes elements, which the compiler
+// lowers to AVX-512, AVX2 or SSE depending on MFT_CPU_ARCH, plus the transcendental functions the scan
+// needs (exp, log1p, softplus, silu, sigmoid) written branch-free so that they vectorise.
+// float: Cephes-style polynomials (exp and log within 2 ulp on their range);
+// double: per-lane libm (the fp64 path exists for finite-difference checks, not for speed).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace mft::simd {
+
+// 16 lanes: one AVX-512 register of fp32, two AVX2 registers. Channel blocks of the scan kernels have
+// this width.
+inline constexpr int kLanes = 16;
+
+typedef float VF __attribute__((vector_size(kLanes * sizeof(float))));
+typedef double VD __attribute__((vector_size(kLanes * sizeof(double))));
+typedef int32_t VI __attribute__((vector_size(kLanes * sizeof(int32_t))));
+
+template <typename S> struct VecOf;
+template <> struct VecOf<float> { using type = VF; };
+template <> struct VecOf<double> { using type = VD; };
+template <typename S> using Vec = typename VecOf<S>::type;
+
+template <typename V> inline V splat(decltype(V{}[0]) s) { return V{} + s; }
+
+template <typename V> inline auto hsum(V v) {
+  auto s = v[0];
+  for (int k = 1; k < kLanes; ++k) s += v[k];
+  return s;
+}
+
+inline VF bitcast_f(VI v) { VF r; std::memcpy(&r, &v, sizeof r); return r; }
+inline VI bitcast_i(VF v) { VI r; std::memcpy(&r, &v, sizeof r); return r; }
+
+// exp(x) for fp32 lanes: range reduction x = n ln2 + r, |r| <= ln2/2 (ln2 split in two for an exact
+// product), degree-6 polynomial (Cephes expf coefficients, within 2 ulp), times 2^n. Underflows to 0,
+// overflows to +inf, NaN propagates.
+inline VF exp_poly(VF r) {
+  VF p = splat<VF>(1.9875691500E-4f);
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  return p * r * r + r + 1.0f;
+}
+
+#if defined(__AVX512F__)
+static_assert(sizeof(VF) == sizeof(__m512), "one AVX-512 register per VF");
+// AVX-512: round with vrndscaleps and multiply by 2^n with vscalefps, which also handles overflow
+// (+inf), underflow (0) and NaN, so no clamps or blends are needed: 11 instructions per 16 lanes.
+inline VF vexp(VF x) {
+  const __m512 xv = (__m512)x;
+  const __m512 n = _mm512_maskz_roundscale_ps(0xFFFF, _mm512_mul_ps(xv, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xv);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  return (VF)_mm512_maskz_scalef_ps(0xFFFF, (__m512)exp_poly((VF)r), n);
+}
+#else
+inline VF vexp(VF x) {
+  const VF hi = splat<VF>(88.72283905206835f), lo = splat<VF>(-87.33654475055310f);
+  VF xc = x > hi ? hi : x;
+  xc = xc < lo ? lo : xc;
+  const VF magic = splat<VF>(12582912.0f);  // 1.5 * 2^23: adding it rounds to nearest integer
+  VF n = (xc * 1.44269504088896341f + magic) - magic;
+  VF r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  VI ni = __builtin_convertvector(n, VI);
+  VF res = exp_poly(r) * bitcast_f((ni + 127) << 23);
+  res = x < lo ? splat<VF>(0.0f) : res;
+  res = x > hi ? splat<VF>(INFINITY) : res;
+  return x != x ? x : res;  // NaN in, NaN out
+}
+#endif
+
+// log(x) for positive normal fp32 lanes (Cephes logf).
+inline VF vlog(VF x) {
+  VI bits = bitcast_i(x);
+  VI e = ((bits >> 23) & 0xff) - 126;
+  VF m = bitcast_f((bits & 0x807fffff) | 0x3f000000);  // mantissa in [0.5, 1)
+  VI small = m < 0.707106781186547524f;
+  VF ef = __builtin_convertvector(e, VF);
+  ef = small ? ef - 1.0f : ef;
+  m = small ? m + m - 1.0f : m - 1.0f;
+  VF z = m * m;
+  VF y = splat<VF>(7.0376836292E-2f);
+  y = y * m - 1.1514610310E-1f;
+  y = y * m + 1.1676998740E-1f;
+  y = y * m - 1.2420140846E-1f;
+  y = y * m + 1.4249322787E-1f;
+  y = y * m - 1.6668057665E-1f;
+  y = y * m + 2.0000714765E-1f;
+  y = y * m - 2.4999993993E-1f;
+  y = y * m + 3.3333331174E-1f;
+  y = y * m * z;
+  y = y + ef * -2.12194440e-4f;
+  y = y - z * 0.5f;
+  return m + y + ef * 0.693359375f;
+}
+
+// log(1 + y) for y >= 0, accurate for tiny y: log(u) * y / (u - 1) with u = 1 + y cancels the rounding
+// of u (Goldberg's trick).
+inline VF vlog1p_pos(VF y) {
+  VF u = y + 1.0f;
+  VF d = u - 1.0f;
+  VF r = vlog(u) * (y / (d == 0.0f ? splat<VF>(1.0f) : d));
+  return d == 0.0f ? y : r;
+}
+
+// softplus(x) = log(1 + e^x), returning x above 20 like mamba-ssm and torch (threshold 20).
+inline VF vsoftplus(VF x) {
+  VF ax = x < 0.0f ? -x : x;
+  VF pos = x > 0.0f ? x : splat<VF>(0.0f);
+  VF r = pos + vlog1p_pos(vexp(-ax));
+  return x > 20.0f ? x : r;
+}
+inline VF vsigmoid(VF x) { return 1.0f / (1.0f + vexp(-x)); }
+inline VF vsilu(VF x) { return x * vsigmoid(x); }
+
+// fp64 lanes: libm per lane.
+template <typename F> inline VD per_lane(VD x, F f) {
+  VD r;
+  for (int k = 0; k < kLanes; ++k) r[k] = f(x[k]);
+  return r;
+}
+inline VD vexp(VD x) { return per_lane(x, [](double v) { return std::exp(v); }); }
+inline VD vsoftplus(VD x) {
+  return per_lane(x, [](double v) { return v > 20.0 ? v : std::log1p(std::exp(v)); });
+}
+inline VD vsigmoid(VD x) { return per_lane(x, [](double v) { return 1.0 / (1.0 + std::exp(-v)); }); }
+inline VD vsilu(VD x) { return x * vsigmoid(x); }
+
+}  // namespace mft::simd

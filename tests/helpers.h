@@ -1,0 +1,37 @@
+#pragma once
+// Shared test helpers: normalised errors, tolerance derivations, finite differences.
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mft::test {
+
+// Unit roundoff of a dtype (half the distance from 1 to the next representable number).
+double unit_roundoff(at::ScalarType dtype);
+
+// max|x - ref| / max|ref|, in fp64 (0 when both are all-zero). Non-finite values in x give +inf.
+double normalised_error(const at::Tensor& x, const at::Tensor& ref);
+
+// Bound on the normalised error of an fp32 computation with recurrence depth `depth` and reductions of
+// length `width`: each step of a contracting recurrence adds a few roundings (exp within 2 ulp, one
+// multiply, one FMA) and the errors grow at most linearly (the gamma_n bound of Higham), so
+// 8 roundings per step x (depth + width) steps, x4 margin for cancellation when normalising by max|ref|.
+double fp32_bound(int64_t depth, int64_t width);
+
+// Low precision: at most 2x the error of the same-precision plain reference, plus the fp32 compute
+// error (both compute in fp32 and round to the low-precision output).
+double low_precision_bound(double same_precision_reference_error, int64_t depth, int64_t width);
+
+// Random tensor that is never zero-filled: normal values scaled by `scale`, then cast.
+at::Tensor randn(at::IntArrayRef sizes, at::ScalarType dtype, double scale = 1.0);
+
+// A (B, D, L)-shaped tensor with the same values as `t` but non-contiguous memory (a transposed view).
+at::Tensor non_contiguous(const at::Tensor& t);
+
+// Central finite differences of scalar loss() w.r.t. every element of `input` (fp64, modified in place
+// and restored).
+at::Tensor finite_difference(const std::function<double()>& loss, at::Tensor& input, double h = 1e-6);
+
+}  // namespace mft::test

@@ -1,0 +1,212 @@
+// selective_scan: optimised CPU op vs the plain reference over a grid of shapes, dtypes and flags
+// (values and gradients), fp64 finite differences, packing semantics, autocast.
+#include "helpers.h"
+#include "scan_case.h"
+
+#include "core/simd.h"
+
+#include <ATen/autocast_mode.h>
+#include <catch2/catch.hpp>
+
+#include <functional>
+
+using namespace mft::test;
+
+namespace {
+// Deterministic "random" flag bits per grid case, so each flag is on in about half the cases.
+bool bit(uint64_t i, int k) { return ((i * 0x9E3779B97F4A7C15ull) >> (17 + 3 * k)) & 1; }
+
+void compare_case(const ScanCase& c) {
+  at::manual_seed(1000 + c.seqlen * 7 + c.dstate);
+  const ScanInputs in = ScanInputs::make(c);
+  const at::Tensor w_out = at::randn({c.batch, c.dim, c.seqlen}, at::kDouble);
+  const at::Tensor w_last = at::randn({c.batch, c.dim, c.dstate}, at::kDouble);
+  const ScanResult ours = run_scan(in, Impl::Ops, w_out, w_last);
+  const ScanResult exact = run_scan(in.to_double(), Impl::Reference, w_out, w_last);
+  ScanResult plain;
+  const bool lowp = c.dtype != at::kFloat;
+  if (lowp) plain = run_scan(in, Impl::Reference, w_out, w_last);
+  const int64_t depth = (c.batch + 1) * c.seqlen, width = c.dstate + c.dim;
+
+  auto check = [&](const char* what, const at::Tensor& x, const at::Tensor& ref64, const at::Tensor& ref_plain) {
+    INFO(c.describe() << " | " << what);
+    REQUIRE(x.defined());
+    REQUIRE(x.sizes() == ref64.sizes());
+    const double err = normalised_error(x, ref64);
+    const double bound = lowp ? low_precision_bound(normalised_error(ref_plain, ref64), depth, width)
+                              : fp32_bound(depth, width);
+    INFO("normalised error " << err << " bound " << bound);
+    CHECK(err <= bound);
+  };
+  check("out", ours.out, exact.out, lowp ? plain.out : at::Tensor());
+  REQUIRE(ours.out.scalar_type() == c.dtype);
+  if (c.last) {
+    REQUIRE(ours.last.scalar_type() == at::kFloat);
+    check("last_state", ours.last, exact.last, lowp ? plain.last : at::Tensor());
+  } else {
+    CHECK(ours.last.numel() == 0);
+  }
+  const auto names = ScanInputs().leaf_names();
+  for (size_t k = 0; k < names.size(); ++k) {
+    if (!exact.grads[k].defined()) continue;
+    check(("grad " + names[k]).c_str(), ours.grads[k], exact.grads[k], lowp ? plain.grads[k] : at::Tensor());
+  }
+}
+}  // namespace
+
+TEST_CASE("selective_scan matches the fp64 reference over the op grid", "[selective_scan]") {
+  uint64_t i = 0;
+  for (int64_t seqlen : {1, 2, 37, 64, 130}) {  // 64 = one internal chunk; 130 spans three
+    for (int64_t dstate : {1, 4, 16, 64}) {
+      for (BcKind bc : {BcKind::Variable, BcKind::Grouped, BcKind::Invariant}) {
+        for (at::ScalarType dt : {at::kFloat, at::kBFloat16, at::kHalf}) {
+          ++i;
+          ScanCase c;
+          c.seqlen = seqlen;
+          c.dstate = dstate;
+          c.bc = bc;
+          c.dtype = dt;
+          c.groups = bit(i, 0) ? 2 : 4;
+          c.has_D = bit(i, 1);
+          c.has_z = bit(i, 2);
+          c.has_bias = bit(i, 3);
+          c.softplus = bit(i, 4);
+          c.has_init = bit(i, 5);
+          c.last = bit(i, 6);
+          c.has_seq_idx = bit(i, 7) && seqlen > 1;
+          c.non_contiguous = bit(i, 8);
+          compare_case(c);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("selective_scan with every option at once, long sequence", "[selective_scan]") {
+  for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+    ScanCase c;
+    c.dim = 37;  // not a multiple of 16 and odd
+    c.groups = 1;
+    c.seqlen = 300;
+    c.dstate = 16;
+    c.dtype = dt;
+    c.has_seq_idx = true;
+    c.non_contiguous = true;
+    compare_case(c);
+  }
+}
+
+TEST_CASE("selective_scan gradients match fp64 central finite differences", "[selective_scan][gradcheck]") {
+  for (BcKind bc : {BcKind::Variable, BcKind::Grouped, BcKind::Invariant}) {
+    for (int64_t seqlen : {5, 70}) {
+      ScanCase c;
+      c.batch = 2;
+      c.dim = 4;
+      c.groups = 2;
+      c.dstate = 3;
+      c.seqlen = seqlen;
+      c.bc = bc;
+      c.dtype = at::kDouble;
+      c.has_seq_idx = seqlen > 5;
+      at::manual_seed(7 + seqlen);
+      ScanInputs in = ScanInputs::make(c);
+      const at::Tensor w_out = at::randn({c.batch, c.dim, c.seqlen}, at::kDouble);
+      const at::Tensor w_last = at::randn({c.batch, c.dim, c.dstate}, at::kDouble);
+      const ScanResult analytic = run_scan(in, Impl::Ops, w_out, w_last);
+      auto opt = [](const at::Tensor& t) { return t.defined() ? mft::OptTensor(t) : std::nullopt; };
+      auto loss = [&] {
+        auto [out, last] = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias),
+                                               in.softplus, opt(in.init), true, opt(in.seq_idx));
+        return ((out * w_out).sum() + (last * w_last).sum()).item<double>();
+      };
+      const auto names = in.leaf_names();
+      auto leaves = in.leaves();
+      for (size_t k = 0; k < leaves.size(); ++k) {
+        if (!leaves[k]->defined()) continue;
+        *leaves[k] = leaves[k]->contiguous();
+        const at::Tensor fd = finite_difference(loss, *leaves[k]);
+        INFO(c.describe() << " | d" << names[k]);
+        const double err = normalised_error(analytic.grads[k], fd);
+        INFO("normalised error vs finite differences " << err);
+        // Central differences with h = 1e-6 in fp64: truncation O(h^2) ~ 1e-12 and rounding
+        // O(eps / h) ~ 1e-10 relative to the loss; 1e-6 leaves room for loss magnitudes ~1e3.
+        CHECK(err <= 1e-6);
+      }
+    }
+  }
+}
+
+TEST_CASE("selective_scan: packed documents never leak into each other", "[selective_scan]") {
+  at::manual_seed(3);
+  ScanCase c;
+  c.batch = 1;
+  c.seqlen = 90;
+  c.dstate = 8;
+  c.has_init = false;
+  ScanInputs in = ScanInputs::make(c);
+  const int64_t split = 50;
+  in.seq_idx = at::cat({at::zeros({1, split}, at::kInt), at::ones({1, c.seqlen - split}, at::kInt)}, 1);
+  auto opt = [](const at::Tensor& t) { return t.defined() ? mft::OptTensor(t) : std::nullopt; };
+  auto tail = [&](const at::Tensor& t) { return t.narrow(-1, split, c.seqlen - split); };
+  const auto [packed, last] = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z),
+                                                  opt(in.bias), true, {}, true, in.seq_idx);
+  const auto [alone, alone_last] = mft::selective_scan(tail(in.u), tail(in.delta), in.A, tail(in.B), tail(in.C),
+                                                       opt(in.D), tail(in.z), opt(in.bias), true, {}, true, {});
+  CHECK(normalised_error(tail(packed), alone) <= fp32_bound(c.seqlen, c.dstate));
+  CHECK(normalised_error(last, alone_last) <= fp32_bound(c.seqlen, c.dstate));
+}
+
+TEST_CASE("selective_scan under CPU autocast: activations low precision, states fp32", "[selective_scan][autocast]") {
+  at::manual_seed(5);
+  ScanCase c;
+  c.dtype = at::kFloat;
+  ScanInputs in = ScanInputs::make(c);
+  in.A.requires_grad_(true);
+  at::Tensor out, last;
+  {
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    std::tie(out, last) = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.bias, true, in.init, true);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+  }
+  CHECK(out.scalar_type() == at::kBFloat16);
+  CHECK(last.scalar_type() == at::kFloat);
+  out.to(at::kFloat).sum().backward();
+  REQUIRE(in.A.grad().defined());
+  CHECK(in.A.grad().scalar_type() == at::kFloat);
+  // Same result as casting the activations by hand.
+  const auto [manual, manual_last] =
+      mft::selective_scan(in.u.to(at::kBFloat16), in.delta.to(at::kBFloat16), in.A.detach(), in.B.to(at::kBFloat16),
+                          in.C.to(at::kBFloat16), in.D, in.z.to(at::kBFloat16), in.bias, true, in.init, true);
+  CHECK(at::equal(out, manual));
+  CHECK(at::equal(last, manual_last));
+}
+
+TEST_CASE("simd exp and softplus stay within a few ulp of libm", "[simd]") {
+  using mft::simd::VF;
+  double worst_exp = 0, worst_softplus = 0;
+  for (int i = -2000; i < 2000; ++i) {
+    VF x;
+    for (int k = 0; k < mft::simd::kLanes; ++k) x[k] = float(i * 0.043 + k * 0.0013);
+    const VF e = mft::simd::vexp(x), s = mft::simd::vsoftplus(x);
+    for (int k = 0; k < mft::simd::kLanes; ++k) {
+      const double xe = std::exp(double(x[k])), xs = std::log1p(std::exp(double(x[k])));
+      worst_exp = std::max(worst_exp, std::abs(e[k] - xe) / xe);
+      worst_softplus = std::max(worst_softplus, std::abs(s[k] - xs) / xs);
+    }
+  }
+  INFO("exp " << worst_exp << " softplus " << worst_softplus);
+  // fp32 unit roundoff 6e-8: exp within 4 ulp, softplus (exp, log1p and an add) within 8 ulp.
+  CHECK(worst_exp <= 4 * 1.2e-7);
+  CHECK(worst_softplus <= 8 * 1.2e-7);
+  VF special = mft::simd::splat<VF>(0.0f);
+  special[0] = -200.0f;
+  special[1] = 200.0f;
+  special[2] = NAN;
+  const VF e = mft::simd::vexp(special);
+  CHECK(e[0] == 0.0f);
+  CHECK(std::isinf(e[1]));
+  CHECK(std::isnan(e[2]));
+  CHECK(e[3] == 1.0f);
+}
