@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -136,5 +137,24 @@ inline VD vsoftplus(VD x) {
 }
 inline VD vsigmoid(VD x) { return per_lane(x, [](double v) { return 1.0 / (1.0 + std::exp(-v)); }); }
 inline VD vsilu(VD x) { return x * vsigmoid(x); }
+
+// In-place silu / sigmoid' helpers over arrays (vectorised for fp32, libm for fp64).
+template <typename S, typename VFn, typename SFn>
+inline void map_inplace(S* v, int64_t n, VFn vf, SFn sf) {
+  int64_t i = 0;
+  if constexpr (std::is_same_v<S, float>) {
+    for (; i + kLanes <= n; i += kLanes) {
+      VF x;
+      std::memcpy(&x, v + i, sizeof x);
+      x = vf(x);
+      std::memcpy(v + i, &x, sizeof x);
+    }
+  }
+  for (; i < n; ++i) v[i] = sf(v[i]);
+}
+template <typename S>
+inline void silu_inplace(S* v, int64_t n) {
+  map_inplace(v, n, [](VF x) { return vsilu(x); }, [](S x) { return x / (S(1) + std::exp(-x)); });
+}
 
 }  // namespace mft::simd

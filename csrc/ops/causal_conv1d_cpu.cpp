@@ -64,15 +64,17 @@ struct ConvRow {
   }
   // acc[t] = bias + sum_k w[k] xp[t + k] (pre-activation).
   void pre_activation(const ConvGeometry& g, bool masked) {
-    std::fill(acc.begin(), acc.end(), bias);
+    S* __restrict a = acc.data();
+    const int64_t L = g.seqlen;
+    for (int64_t t = 0; t < L; ++t) a[t] = bias;
     for (int64_t k = 0; k < g.width; ++k) {
       const S wk = w[k];
-      const S* src = xp.data() + k;
+      const S* __restrict src = xp.data() + k;
       if (masked) {
-        const uint8_t* m = same.data() + k * g.seqlen;
-        for (int64_t t = 0; t < g.seqlen; ++t) acc[t] += m[t] ? wk * src[t] : S(0);
+        const uint8_t* __restrict m = same.data() + k * L;
+        for (int64_t t = 0; t < L; ++t) a[t] += m[t] ? wk * src[t] : S(0);
       } else {
-        for (int64_t t = 0; t < g.seqlen; ++t) acc[t] += wk * src[t];
+        for (int64_t t = 0; t < L; ++t) a[t] += wk * src[t];
       }
     }
   }
@@ -102,7 +104,7 @@ at::Tensor forward_impl(const ConvOperands& op, bool silu) {
       const int32_t* seq = op.seq_row(b);
       r.load_row(g, op.x, op.weight, op.bias, op.init, seq, b, d);
       r.pre_activation(g, seq != nullptr);
-      if (silu) for (auto& v : r.acc) v = v * sigmoid(v);
+      if (silu) simd::silu_inplace(r.acc.data(), g.seqlen);
       store<S>(r.acc.data(), g.seqlen, out, row * g.seqlen);
     }
   });
@@ -130,10 +132,17 @@ ConvGrads backward_impl(const ConvOperands& op, const at::Tensor& dout_in, bool 
       load<S>(dout, row * g.seqlen, g.seqlen, gr.data());
       if (silu) {  // d silu(a)/da = s (1 + a (1 - s))
         r.pre_activation(g, masked);
-        for (int64_t t = 0; t < g.seqlen; ++t) {
-          const S a = r.acc[t], s = sigmoid(a);
-          gr[t] *= s * (S(1) + a * (S(1) - s));
-        }
+        simd::map_inplace(
+            r.acc.data(), g.seqlen,
+            [](simd::VF a) {
+              const simd::VF s = simd::vsigmoid(a);
+              return s * (1.0f + a * (1.0f - s));
+            },
+            [](S a) {
+              const S s = sigmoid(a);
+              return s * (S(1) + a * (S(1) - s));
+            });
+        for (int64_t t = 0; t < g.seqlen; ++t) gr[t] *= r.acc[t];
       }
       std::fill(dxp.begin(), dxp.end(), S(0));
       S* dw = dw_part.mutable_data_ptr<S>() + row * g.width;
@@ -142,10 +151,11 @@ ConvGrads backward_impl(const ConvOperands& op, const at::Tensor& dout_in, bool 
       for (int64_t k = 0; k < g.width; ++k) {
         const S wk = r.w[k];
         const S* src = r.xp.data() + k;
-        S* dst = dxp.data() + k;
+        S* __restrict dst = dxp.data() + k;
+        const S* __restrict gp = gr.data();
         S acc = 0;
         if (masked) {
-          const uint8_t* m = r.same.data() + k * g.seqlen;
+          const uint8_t* __restrict m = r.same.data() + k * g.seqlen;
           for (int64_t t = 0; t < g.seqlen; ++t) {
             const S gt = m[t] ? gr[t] : S(0);
             dst[t] += wk * gt;
@@ -153,8 +163,8 @@ ConvGrads backward_impl(const ConvOperands& op, const at::Tensor& dout_in, bool 
           }
         } else {
           for (int64_t t = 0; t < g.seqlen; ++t) {
-            dst[t] += wk * gr[t];
-            acc += gr[t] * src[t];
+            dst[t] += wk * gp[t];
+            acc += gp[t] * src[t];
           }
         }
         dw[k] = acc;

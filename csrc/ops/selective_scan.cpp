@@ -134,15 +134,22 @@ TORCH_LIBRARY_FRAGMENT(mft, m) {
       "selective_scan(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D=None, Tensor? z=None, "
       "Tensor? delta_bias=None, bool delta_softplus=False, Tensor? initial_state=None, "
       "bool return_last_state=False, Tensor? seq_idx=None) -> (Tensor out, Tensor last_state)");
+  // Internal pair used by the Autograd kernel: the forward also returns the states every 256 steps
+  // (checkpoints), which the backward takes (or recomputes when None).
+  m.def(
+      "selective_scan_fwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
+      "Tensor? delta_bias, bool delta_softplus, Tensor? initial_state, bool return_last_state, Tensor? seq_idx) "
+      "-> (Tensor out, Tensor last_state, Tensor checkpoints)");
   m.def(
       "selective_scan_backward(Tensor dout, Tensor? dlast_state, Tensor u, Tensor delta, Tensor A, Tensor B, "
       "Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, bool delta_softplus, Tensor? initial_state, "
-      "Tensor? seq_idx) -> (Tensor du, Tensor ddelta, Tensor dA, Tensor dB, Tensor dC, Tensor dD, Tensor dz, "
+      "Tensor? seq_idx, Tensor? checkpoints=None) -> (Tensor du, Tensor ddelta, Tensor dA, Tensor dB, Tensor dC, Tensor dD, Tensor dz, "
       "Tensor ddelta_bias, Tensor dinitial_state)");
 }
 
 TORCH_LIBRARY_IMPL(mft, CPU, m) {
   m.impl("selective_scan", &selective_scan_cpu);
+  m.impl("selective_scan_fwd", &selective_scan_fwd_cpu);
   m.impl("selective_scan_backward", &selective_scan_backward_cpu);
 }
 

@@ -40,6 +40,13 @@ std::tuple<at::Tensor, at::Tensor> selective_scan_cpu(const at::Tensor& u, const
                                                       bool delta_softplus, const OptTensor& initial_state,
                                                       bool return_last_state, const OptTensor& seq_idx);
 
+// Forward that also returns the state before every 256th step, (batch, dim, ceil(seqlen / 256), dstate)
+// in the compute dtype: what the Autograd kernel saves so the backward needs no second forward pass.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd_cpu(
+    const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
+    const OptTensor& D, const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
+    const OptTensor& initial_state, bool return_last_state, const OptTensor& seq_idx);
+
 // Gradients in input order: du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state (undefined
 // for absent optional inputs).
 using ScanGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
@@ -48,7 +55,8 @@ ScanGrads selective_scan_backward_cpu(const at::Tensor& dout, const OptTensor& d
                                       const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
                                       const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
                                       const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
-                                      const OptTensor& initial_state, const OptTensor& seq_idx);
+                                      const OptTensor& initial_state, const OptTensor& seq_idx,
+                                      const OptTensor& checkpoints);
 
 namespace reference {
 // The plain oracle: ATen ops in a loop over seqlen, computing in fp32 (fp64 when u is fp64);

@@ -1,6 +1,7 @@
 // Autograd and Autocast registrations of mft::selective_scan.
-// Autograd: saves only the inputs; the backward op recomputes states (see selective_scan_cpu.cpp), so
-// memory beyond inputs and outputs stays O(batch * dim * dstate).
+// Autograd: saves the inputs and the state every 256 steps (selective_scan_fwd); the backward op
+// recomputes the states in between (see selective_scan_cpu.cpp), so memory beyond inputs and outputs is
+// batch * dim * dstate * ceil(seqlen / 256) floats, never one state per step.
 // Autocast: activations (u, delta, z, time-varying B/C) in the autocast dtype; A, D, delta_bias,
 // time-invariant B/C and the initial state stay fp32.
 #include "ops/selective_scan.h"
@@ -25,10 +26,16 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
                                const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
                                const OptTensor& initial_state, bool return_last_state, const OptTensor& seq_idx) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [out, last] = selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
-                                      return_last_state, seq_idx);
+    static auto fwd = c10::Dispatcher::singleton()
+                          .findSchemaOrThrow("mft::selective_scan_fwd", "")
+                          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                              const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                              const at::Tensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool,
+                              const OptTensor&, bool, const OptTensor&)>();
+    auto [out, last, checkpoints] = fwd.call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+                                             return_last_state, seq_idx);
     ctx->save_for_backward({u, delta, A, B, C, or_undefined(D), or_undefined(z), or_undefined(delta_bias),
-                            or_undefined(initial_state), or_undefined(seq_idx)});
+                            or_undefined(initial_state), or_undefined(seq_idx), checkpoints});
     ctx->saved_data["delta_softplus"] = delta_softplus;
     if (!return_last_state) ctx->mark_non_differentiable({last});
     return {out, last};
@@ -43,10 +50,10 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
                          .typed<ScanGrads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&,
                                           const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&,
                                           const OptTensor&, const OptTensor&, bool, const OptTensor&,
-                                          const OptTensor&)>();
+                                          const OptTensor&, const OptTensor&)>();
     auto [du, ddelta, dA, dB, dC, dD, dz, dbias, dinit] =
         op.call(dout, or_none(grads[1]), u, s[1], s[2], s[3], s[4], or_none(s[5]), or_none(s[6]), or_none(s[7]),
-                ctx->saved_data["delta_softplus"].toBool(), or_none(s[8]), or_none(s[9]));
+                ctx->saved_data["delta_softplus"].toBool(), or_none(s[8]), or_none(s[9]), or_none(s[10]));
     // One gradient per forward argument; none for the bools and seq_idx.
     return {du, ddelta, dA, dB, dC, dD, dz, dbias, at::Tensor(), dinit, at::Tensor(), at::Tensor()};
   }

@@ -4,11 +4,12 @@
 // vectors) lives in a small local array; time runs in chunks of kChunk steps whose inputs are first
 // converted to fp32 lane vectors. The inner loop does, per (t, n), one vectorised exp and three FMAs:
 // no per-timestep ATen calls, no (B, D, L, N) tensor.
-// Backward: per block, a forward pass keeps the state at every chunk start (L/kChunk states per block,
-// local to the task); chunks are then processed in reverse, recomputing states and exp(delta A) inside
-// the chunk, and running the adjoint recurrence G_t = dy_t C_t + exp(delta_{t+1} A) G_{t+1}.
-// dB/dC (shared by the channels of a group) are summed into per-slice buffers in a fixed order, so the
-// result is deterministic and independent of the thread count; no atomics.
+// Backward: the forward saves the state every kSegment steps (selective_scan_fwd); segments are then
+// processed in reverse, recomputing states and exp(delta A) inside the segment, and running the adjoint
+// recurrence G_t = dy_t C_t + exp(delta_{t+1} A) G_{t+1}. Without saved states (a direct call of the
+// backward op) a forward pass per block recomputes them. dB/dC (shared by the channels of a group) are
+// summed over each slice of channels in lane vectors, then into per-slice buffers reduced in a fixed
+// order, so the result is deterministic and independent of the thread count; no atomics.
 #include "core/check.h"
 #include "core/output.h"
 #include "ops/scan_blocks.h"
@@ -26,8 +27,14 @@ using simd::kLanes;
 using simd::splat;
 using simd::Vec;
 
-// Timesteps per chunk: 64 steps x dstate 16 x 64 B = 64 KiB of states per chunk buffer, L2-resident.
+// Timesteps per chunk of converted inputs (kChunk lane vectors per input, 4 KiB each: L1-resident).
 constexpr int64_t kChunk = 64;
+// The forward keeps the state every kSegment steps for the backward (B*D*N fp32 per segment: 1/256 of
+// all states). The backward recomputes one segment of states and exp(delta A) per block
+// (2 x 256 x N lane vectors: 512 KiB at N = 16, L2-resident) instead of a second forward pass.
+constexpr int64_t kSegment = 256;
+static_assert(kSegment % kChunk == 0, "segments are whole chunks");
+inline int64_t num_segments(int64_t seqlen) { return (seqlen + kSegment - 1) / kSegment; }
 // The backward splits each (batch, group) into at most this many channel slices, each with its own
 // dB/dC partial sums: enough parallel tasks for a many-core CPU at batch 1, and a fixed split so that
 // results do not depend on the thread count.
@@ -108,10 +115,11 @@ void load_u_dt(const ScanOperands<S>& op, const BlockParams<S>& p, const Channel
 
 // ---------------------------------------------------------------------------------------------------
 // Forward
+// ck: when not null, (B, D, nseg, N): the state before every kSegment-th step (for the backward).
 template <typename S, bool kVarB, bool kVarC>
-void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tensor& out, S* last) {
+void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tensor& out, S* last, S* ck) {
   using V = Vec<S>;
-  const int64_t N = op.geo.dstate, L = op.geo.seqlen;
+  const int64_t N = op.geo.dstate, L = op.geo.seqlen, nseg = num_segments(L);
   const BlockParams<S> p(op, blk);
   std::vector<V> x(N);
   cpu::gather_param<S>(op.ptr(op.init) ? op.ptr(op.init) + blk.b * op.geo.dim * N : nullptr, blk, N, N, x.data());
@@ -121,6 +129,9 @@ void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tenso
   alignas(64) V ub[kChunk], dtb[kChunk], zb[kChunk], yb[kChunk];
   for (int64_t t0 = 0; t0 < L; t0 += kChunk) {
     const int64_t T = std::min(kChunk, L - t0);
+    if (ck && t0 % kSegment == 0) {
+      cpu::scatter_param<S>(x.data(), blk, N, nseg * N, ck + blk.b * op.geo.dim * nseg * N + (t0 / kSegment) * N);
+    }
     load_u_dt(op, p, blk, t0, T, ub, dtb, nullptr);
     if (op.z.defined()) {
       cpu::gather_chunk<S>(op.z, blk, t0, T, zb);
@@ -129,15 +140,25 @@ void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tenso
     for (int64_t t = 0; t < T; ++t) {
       if (op.reset_at(sidx, t0 + t)) std::fill(x.begin(), x.end(), V{});
       const V dt = dtb[t], du = dt * ub[t];
-      V y = p.D * ub[t];
+      V y0 = p.D * ub[t], y1{};  // two accumulators halve the dependency chain over n
       const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
       const S* Crow = kVarC ? Cg + (t0 + t) * N : nullptr;
-      for (int64_t n = 0; n < N; ++n) {
+      int64_t n = 0;
+      for (; n + 1 < N; n += 2) {
+        const V b0 = kVarB ? splat<V>(Brow[n]) : p.B[n], b1 = kVarB ? splat<V>(Brow[n + 1]) : p.B[n + 1];
+        const V c0 = kVarC ? splat<V>(Crow[n]) : p.C[n], c1 = kVarC ? splat<V>(Crow[n + 1]) : p.C[n + 1];
+        x[n] = simd::vexp(dt * p.A[n]) * x[n] + du * b0;
+        x[n + 1] = simd::vexp(dt * p.A[n + 1]) * x[n + 1] + du * b1;
+        y0 += c0 * x[n];
+        y1 += c1 * x[n + 1];
+      }
+      if (n < N) {
         const V bn = kVarB ? splat<V>(Brow[n]) : p.B[n];
         const V cn = kVarC ? splat<V>(Crow[n]) : p.C[n];
         x[n] = simd::vexp(dt * p.A[n]) * x[n] + du * bn;
-        y += cn * x[n];
+        y0 += cn * x[n];
       }
+      const V y = y0 + y1;
       yb[t] = op.z.defined() ? y * zb[t] : y;
     }
     cpu::scatter_chunk<S>(yb, blk, t0, T, out);
@@ -146,30 +167,34 @@ void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tenso
 }
 
 template <typename S>
-std::tuple<at::Tensor, at::Tensor> forward_impl(const ScanOperands<S>& op, bool return_last_state) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_impl(const ScanOperands<S>& op, bool return_last_state,
+                                                            bool save_checkpoints) {
   const ScanGeometry& g = op.geo;
-  at::Tensor out = new_output(op.u.sizes(), op.u.options());
   constexpr auto cd = c10::CppTypeToScalarType<S>::value;
-  at::Tensor last = return_last_state ? new_output({g.batch, g.dim, g.dstate}, op.u.options().dtype(cd))
-                                      : at::empty({0}, op.u.options().dtype(cd));
+  const auto sopt = op.u.options().dtype(cd);
+  at::Tensor out = new_output(op.u.sizes(), op.u.options());
+  at::Tensor last = return_last_state ? new_output({g.batch, g.dim, g.dstate}, sopt) : at::empty({0}, sopt);
+  at::Tensor ck = save_checkpoints ? new_output({g.batch, g.dim, num_segments(g.seqlen), g.dstate}, sopt)
+                                   : at::empty({0}, sopt);
   S* last_ptr = return_last_state ? last.mutable_data_ptr<S>() : nullptr;
+  S* ck_ptr = save_checkpoints ? ck.mutable_data_ptr<S>() : nullptr;
   const int64_t bpg = cpu::blocks_per_group(g.dim, g.groups);
   auto* fn = g.var_B ? (g.var_C ? &forward_block<S, true, true> : &forward_block<S, true, false>)
                      : (g.var_C ? &forward_block<S, false, true> : &forward_block<S, false, false>);
   at::parallel_for(0, g.batch * g.groups * bpg, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const ChannelBlock blk = cpu::channel_block(i / (g.groups * bpg), (i / bpg) % g.groups, i % bpg, g.dim, g.groups);
-      fn(op, blk, out, last_ptr);
+      fn(op, blk, out, last_ptr, ck_ptr);
     }
   });
-  return {out, last};
+  return {out, last, ck};
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Backward
 template <typename S>
 struct ScanGradBuffers {
-  at::Tensor dout, dlast;                  // (B, D, L) out dtype; (B, D, N) or undefined
+  at::Tensor dout, dlast, ck;              // (B, D, L) out dtype; (B, D, N) or undefined; (B, D, nseg, N) or undefined
   at::Tensor du, ddelta, dz;               // like u, delta, z
   at::Tensor dA_part, dD_part, dbias_part; // (B, D, N), (B, D), (B, D): summed over batch at the end
   at::Tensor dB_part, dC_part;             // time-varying: (slices, B, G, L, N); invariant: (B, D, N)
@@ -177,129 +202,202 @@ struct ScanGradBuffers {
   int64_t slices = 1;
 };
 
-template <typename S, bool kVarB, bool kVarC>
-void backward_block(const ScanOperands<S>& op, const ChannelBlock& blk, int64_t slice, ScanGradBuffers<S>& gb) {
+// What one channel block carries from segment to segment (segments are visited last to first).
+template <typename S>
+struct BlockAdjoint {
   using V = Vec<S>;
-  const ScanGeometry& g = op.geo;
-  const int64_t N = g.dstate, L = g.seqlen, nchunks = (L + kChunk - 1) / kChunk;
-  const BlockParams<S> p(op, blk);
+  ChannelBlock blk;
+  BlockParams<S> p;
+  std::vector<V> ck;                 // (nseg, N): state before each segment
+  std::vector<V> carry, dA, dB, dC;  // (N): dLoss/dx carried backwards; sums of dA and invariant dB/dC
+  V dD{}, dbias{};
+  BlockAdjoint(const ScanOperands<S>& op, const ChannelBlock& b) : blk(b), p(op, b) {}
+};
+
+// The states before every segment, by a forward pass without outputs (when the forward did not save them).
+template <typename S, bool kVarB>
+void recompute_checkpoints(const ScanOperands<S>& op, BlockAdjoint<S>& a) {
+  using V = Vec<S>;
+  const int64_t N = op.geo.dstate, L = op.geo.seqlen, nseg = num_segments(L);
+  const S* Bg = kVarB ? op.ptr(op.Bt) + op.row_offset(a.blk) : nullptr;
+  const int32_t* sidx = op.seq_row(a.blk.b);
+  std::vector<V> x(a.ck.begin(), a.ck.begin() + N);
+  alignas(64) V ub[kChunk], dtb[kChunk];
+  for (int64_t t0 = 0; t0 < (nseg - 1) * kSegment; t0 += kChunk) {
+    load_u_dt(op, a.p, a.blk, t0, kChunk, ub, dtb, nullptr);
+    for (int64_t t = 0; t < kChunk; ++t) {
+      if (op.reset_at(sidx, t0 + t)) std::fill(x.begin(), x.end(), V{});
+      const V dt = dtb[t], du = dt * ub[t];
+      const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
+      for (int64_t n = 0; n < N; ++n) {
+        x[n] = simd::vexp(dt * a.p.A[n]) * x[n] + du * (kVarB ? splat<V>(Brow[n]) : a.p.B[n]);
+      }
+    }
+    if ((t0 + kChunk) % kSegment == 0) std::copy(x.begin(), x.end(), a.ck.begin() + ((t0 + kChunk) / kSegment) * N);
+  }
+}
+
+// Per-thread buffers for one segment of one block; dBv/dCv sum lane vectors over the slice's blocks so
+// that the horizontal sums over lanes happen once per slice, not once per block.
+template <typename S>
+struct SegmentBuffers {
+  using V = Vec<S>;
+  std::vector<V> H, E, dBv, dCv;                          // (steps, N)
+  std::vector<V> ub, dtb, raw, zb, gob, yb;               // (steps)
+  // steps = min(kSegment, seqlen): short sequences do not pay for a whole segment.
+  SegmentBuffers(int64_t N, int64_t steps)
+      : H(steps * N), E(steps * N), dBv(steps * N), dCv(steps * N), ub(steps), dtb(steps), raw(steps), zb(steps),
+        gob(steps), yb(steps) {}
+};
+
+// Backward of one block over steps [t0, t0 + T) of segment `s`, given the adjoint carried from later
+// segments: recompute states and exp(delta A), then run the adjoint recurrence t descending.
+template <typename S, bool kVarB, bool kVarC>
+void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAdjoint<S>& a, int64_t s, int64_t t0,
+                      int64_t T, SegmentBuffers<S>& w) {
+  using V = Vec<S>;
+  const int64_t N = op.geo.dstate;
+  const ChannelBlock& blk = a.blk;
+  const BlockParams<S>& p = a.p;
   const S* Bg = kVarB ? op.ptr(op.Bt) + op.row_offset(blk) : nullptr;
   const S* Cg = kVarC ? op.ptr(op.Ct) + op.row_offset(blk) : nullptr;
-  const int64_t part_offset = (slice * g.batch * g.groups) * L * N + op.row_offset(blk);
-  S* dBg = kVarB ? gb.dB_part.template mutable_data_ptr<S>() + part_offset : nullptr;  // (L, N)
-  S* dCg = kVarC ? gb.dC_part.template mutable_data_ptr<S>() + part_offset : nullptr;
   const int32_t* sidx = op.seq_row(blk.b);
   const bool has_z = op.z.defined();
-
-  // Pass 1: the state before every chunk.
-  std::vector<V> ck(nchunks * N);
-  cpu::gather_param<S>(op.ptr(op.init) ? op.ptr(op.init) + blk.b * g.dim * N : nullptr, blk, N, N, ck.data());
-  alignas(64) V ub[kChunk], dtb[kChunk], raw[kChunk], zb[kChunk], gob[kChunk], yb[kChunk];
-  {
-    std::vector<V> x(ck.begin(), ck.begin() + N);
-    for (int64_t c = 0; c + 1 < nchunks; ++c) {
-      const int64_t t0 = c * kChunk;
-      load_u_dt(op, p, blk, t0, kChunk, ub, dtb, nullptr);
-      for (int64_t t = 0; t < kChunk; ++t) {
-        if (op.reset_at(sidx, t0 + t)) std::fill(x.begin(), x.end(), V{});
-        const V dt = dtb[t], du = dt * ub[t];
-        const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
-        for (int64_t n = 0; n < N; ++n) {
-          const V bn = kVarB ? splat<V>(Brow[n]) : p.B[n];
-          x[n] = simd::vexp(dt * p.A[n]) * x[n] + du * bn;
-        }
+  V *ub = w.ub.data(), *dtb = w.dtb.data(), *raw = w.raw.data(), *zb = w.zb.data(), *gob = w.gob.data(),
+    *yb = w.yb.data(), *H = w.H.data(), *E = w.E.data();
+  for (int64_t c0 = 0; c0 < T; c0 += kChunk) {  // loads in chunks: the gather helpers work on <= kChunk rows
+    const int64_t n = std::min(kChunk, T - c0);
+    load_u_dt(op, p, blk, t0 + c0, n, ub + c0, dtb + c0, raw + c0);
+    if (has_z) cpu::gather_chunk<S>(op.z, blk, t0 + c0, n, zb + c0);
+    cpu::gather_chunk<S>(gb.dout, blk, t0 + c0, n, gob + c0);
+  }
+  // Recompute states, exp(delta A) and the pre-gate output inside the segment.
+  const V* xprev = &a.ck[s * N];
+  for (int64_t t = 0; t < T; ++t) {
+    const bool reset = op.reset_at(sidx, t0 + t);
+    const V dt = dtb[t], du = dt * ub[t];
+    V y = p.D * ub[t];
+    const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
+    const S* Crow = kVarC ? Cg + (t0 + t) * N : nullptr;
+    for (int64_t n = 0; n < N; ++n) {
+      const V bn = kVarB ? splat<V>(Brow[n]) : p.B[n];
+      const V cn = kVarC ? splat<V>(Crow[n]) : p.C[n];
+      const V e = simd::vexp(dt * p.A[n]);
+      const V h = e * (reset ? V{} : xprev[n]) + du * bn;
+      E[t * N + n] = e;
+      H[t * N + n] = h;
+      y += cn * h;
+    }
+    yb[t] = y;
+    xprev = &H[t * N];
+  }
+  // Adjoint recurrence, t descending. ub/dtb/zb slots take du, ddelta, dz once read.
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t tt = t0 + t;
+    const bool reset = op.reset_at(sidx, tt);
+    V dy = gob[t];
+    if (has_z) {
+      const V zt = zb[t], sg = simd::vsigmoid(zt);
+      dy = gob[t] * (zt * sg);
+      zb[t] = gob[t] * yb[t] * sg * (S(1) + zt * (S(1) - sg));  // dz
+    }
+    const V dt = dtb[t], uv = ub[t];
+    V du = dy * p.D, ddt{};
+    a.dD += dy * uv;
+    const V* hprev = t > 0 ? &H[(t - 1) * N] : &a.ck[s * N];
+    const S* Brow = kVarB ? Bg + tt * N : nullptr;
+    const S* Crow = kVarC ? Cg + tt * N : nullptr;
+    V* dBrow = &w.dBv[t * N];
+    V* dCrow = &w.dCv[t * N];
+    for (int64_t n = 0; n < N; ++n) {
+      const V bn = kVarB ? splat<V>(Brow[n]) : p.B[n];
+      const V cn = kVarC ? splat<V>(Crow[n]) : p.C[n];
+      const V G = a.carry[n] + dy * cn;  // dLoss/dx_t
+      const V dyh = dy * H[t * N + n];
+      if constexpr (kVarC) dCrow[n] += dyh; else a.dC[n] += dyh;
+      const V gdt = G * dt;
+      du += gdt * bn;
+      if constexpr (kVarB) dBrow[n] += gdt * uv; else a.dB[n] += gdt * uv;
+      ddt += G * uv * bn;
+      if (reset) {
+        a.carry[n] = V{};
+      } else {
+        const V e = E[t * N + n];
+        const V ah = G * e * hprev[n];  // dLoss/d(delta A) through x_{t-1}
+        ddt += ah * p.A[n];
+        a.dA[n] += ah * dt;
+        a.carry[n] = G * e;
       }
-      std::copy(x.begin(), x.end(), ck.begin() + (c + 1) * N);
+    }
+    if (op.softplus) {
+      const V r = raw[t];
+      ddt = ddt * (r > S(kSoftplusThreshold) ? splat<V>(S(1)) : simd::vsigmoid(r));
+    }
+    a.dbias += ddt;
+    ub[t] = du;
+    dtb[t] = ddt;
+  }
+  for (int64_t c0 = 0; c0 < T; c0 += kChunk) {
+    const int64_t n = std::min(kChunk, T - c0);
+    cpu::scatter_chunk<S>(ub + c0, blk, t0 + c0, n, gb.du);
+    cpu::scatter_chunk<S>(dtb + c0, blk, t0 + c0, n, gb.ddelta);
+    if (has_z) cpu::scatter_chunk<S>(zb + c0, blk, t0 + c0, n, gb.dz);
+  }
+}
+
+// Backward of the channel blocks [j0, j1) of one (batch, group), segments last to first.
+template <typename S, bool kVarB, bool kVarC>
+void backward_slice(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, int64_t b, int64_t group, int64_t slice,
+                    int64_t j0, int64_t j1) {
+  using V = Vec<S>;
+  const ScanGeometry& g = op.geo;
+  const int64_t N = g.dstate, L = g.seqlen, nseg = num_segments(L);
+  std::vector<BlockAdjoint<S>> blocks;
+  blocks.reserve(j1 - j0);
+  for (int64_t j = j0; j < j1; ++j) {
+    BlockAdjoint<S>& a = blocks.emplace_back(op, cpu::channel_block(b, group, j, g.dim, g.groups));
+    a.carry.assign(N, V{});
+    a.dA.assign(N, V{});
+    a.dB.assign(kVarB ? 0 : N, V{});
+    a.dC.assign(kVarC ? 0 : N, V{});
+    a.ck.assign(nseg * N, V{});
+    if (gb.dlast.defined()) {
+      cpu::gather_param<S>(gb.dlast.template const_data_ptr<S>() + b * g.dim * N, a.blk, N, N, a.carry.data());
+    }
+    if (gb.ck.defined()) {
+      const S* ck = gb.ck.template const_data_ptr<S>() + b * g.dim * nseg * N;
+      for (int64_t s = 0; s < nseg; ++s) cpu::gather_param<S>(ck + s * N, a.blk, N, nseg * N, &a.ck[s * N]);
+    } else {
+      cpu::gather_param<S>(op.ptr(op.init) ? op.ptr(op.init) + b * g.dim * N : nullptr, a.blk, N, N, a.ck.data());
+      recompute_checkpoints<S, kVarB>(op, a);
     }
   }
-
-  // Pass 2: chunks in reverse.
-  std::vector<V> H(kChunk * N), E(kChunk * N), carry(N), dA(N), dBc(kVarB ? 0 : N), dCc(kVarC ? 0 : N);
-  if (gb.dlast.defined()) cpu::gather_param<S>(gb.dlast.template const_data_ptr<S>() + blk.b * g.dim * N, blk, N, N, carry.data());
-  V dD{}, dbias{};
-  for (int64_t c = nchunks - 1; c >= 0; --c) {
-    const int64_t t0 = c * kChunk, T = std::min(kChunk, L - t0);
-    load_u_dt(op, p, blk, t0, T, ub, dtb, raw);
-    if (has_z) cpu::gather_chunk<S>(op.z, blk, t0, T, zb);
-    cpu::gather_chunk<S>(gb.dout, blk, t0, T, gob);
-    // Recompute states, exp(delta A) and the pre-gate output inside the chunk.
-    {
-      const V* xprev = &ck[c * N];
-      for (int64_t t = 0; t < T; ++t) {
-        const bool reset = op.reset_at(sidx, t0 + t);
-        const V dt = dtb[t], du = dt * ub[t];
-        V y = p.D * ub[t];
-        const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
-        const S* Crow = kVarC ? Cg + (t0 + t) * N : nullptr;
-        for (int64_t n = 0; n < N; ++n) {
-          const V bn = kVarB ? splat<V>(Brow[n]) : p.B[n];
-          const V cn = kVarC ? splat<V>(Crow[n]) : p.C[n];
-          const V e = simd::vexp(dt * p.A[n]);
-          const V h = e * (reset ? V{} : xprev[n]) + du * bn;
-          E[t * N + n] = e;
-          H[t * N + n] = h;
-          y += cn * h;
-        }
-        yb[t] = y;
-        xprev = &H[t * N];
-      }
+  SegmentBuffers<S> w(N, std::min(kSegment, L));
+  const int64_t part_offset = (slice * g.batch * g.groups + b * g.groups + group) * L * N;
+  for (int64_t s = nseg - 1; s >= 0; --s) {
+    const int64_t t0 = s * kSegment, T = std::min(kSegment, L - t0);
+    std::fill(w.dBv.begin(), w.dBv.begin() + T * N, V{});
+    std::fill(w.dCv.begin(), w.dCv.begin() + T * N, V{});
+    for (auto& a : blocks) backward_segment<S, kVarB, kVarC>(op, gb, a, s, t0, T, w);
+    // One horizontal sum per (t, n) for the whole slice.
+    if constexpr (kVarB) {
+      S* dB = gb.dB_part.template mutable_data_ptr<S>() + part_offset + t0 * N;
+      for (int64_t i = 0; i < T * N; ++i) dB[i] = simd::hsum(w.dBv[i]);
     }
-    // Adjoint recurrence, t descending. Reuses ub/dtb/zb/gob slots for du, ddelta, dz once read.
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t tt = t0 + t;
-      const bool reset = op.reset_at(sidx, tt);
-      V dy = gob[t];
-      if (has_z) {
-        const V zt = zb[t], sg = simd::vsigmoid(zt);
-        dy = gob[t] * (zt * sg);
-        zb[t] = gob[t] * yb[t] * sg * (S(1) + zt * (S(1) - sg));  // dz
-      }
-      const V dt = dtb[t], uv = ub[t];
-      V du = dy * p.D, ddt{};
-      dD += dy * uv;
-      const V* hprev = t > 0 ? &H[(t - 1) * N] : &ck[c * N];
-      const S* Brow = kVarB ? Bg + tt * N : nullptr;
-      const S* Crow = kVarC ? Cg + tt * N : nullptr;
-      for (int64_t n = 0; n < N; ++n) {
-        const V bn = kVarB ? splat<V>(Brow[n]) : p.B[n];
-        const V cn = kVarC ? splat<V>(Crow[n]) : p.C[n];
-        const V G = carry[n] + dy * cn;  // dLoss/dx_t
-        const V dyh = dy * H[t * N + n];
-        if constexpr (kVarC) dCg[tt * N + n] += simd::hsum(dyh); else dCc[n] += dyh;
-        const V gdt = G * dt;
-        du += gdt * bn;
-        if constexpr (kVarB) dBg[tt * N + n] += simd::hsum(gdt * uv); else dBc[n] += gdt * uv;
-        ddt += G * uv * bn;
-        if (reset) {
-          carry[n] = V{};
-        } else {
-          const V e = E[t * N + n];
-          const V ah = G * e * hprev[n];  // dLoss/d(delta A) through x_{t-1}
-          ddt += ah * p.A[n];
-          dA[n] += ah * dt;
-          carry[n] = G * e;
-        }
-      }
-      if (op.softplus) {
-        const V r = raw[t];
-        const V sg = simd::vsigmoid(r);
-        ddt = ddt * (r > S(kSoftplusThreshold) ? splat<V>(S(1)) : sg);
-      }
-      dbias += ddt;
-      ub[t] = du;
-      dtb[t] = ddt;
+    if constexpr (kVarC) {
+      S* dC = gb.dC_part.template mutable_data_ptr<S>() + part_offset + t0 * N;
+      for (int64_t i = 0; i < T * N; ++i) dC[i] = simd::hsum(w.dCv[i]);
     }
-    cpu::scatter_chunk<S>(ub, blk, t0, T, gb.du);
-    cpu::scatter_chunk<S>(dtb, blk, t0, T, gb.ddelta);
-    if (has_z) cpu::scatter_chunk<S>(zb, blk, t0, T, gb.dz);
   }
-  const int64_t bN = blk.b * g.dim * N;
-  if (gb.dinit.defined()) cpu::scatter_param<S>(carry.data(), blk, N, N, gb.dinit.template mutable_data_ptr<S>() + bN);
-  cpu::scatter_param<S>(dA.data(), blk, N, N, gb.dA_part.template mutable_data_ptr<S>() + bN);
-  if (!kVarB) cpu::scatter_param<S>(dBc.data(), blk, N, N, gb.dB_part.template mutable_data_ptr<S>() + bN);
-  if (!kVarC) cpu::scatter_param<S>(dCc.data(), blk, N, N, gb.dC_part.template mutable_data_ptr<S>() + bN);
-  cpu::scatter_param<S>(&dD, blk, 1, 1, gb.dD_part.template mutable_data_ptr<S>() + blk.b * g.dim);
-  cpu::scatter_param<S>(&dbias, blk, 1, 1, gb.dbias_part.template mutable_data_ptr<S>() + blk.b * g.dim);
+  for (auto& a : blocks) {
+    const int64_t bN = b * g.dim * N;
+    if (gb.dinit.defined()) cpu::scatter_param<S>(a.carry.data(), a.blk, N, N, gb.dinit.template mutable_data_ptr<S>() + bN);
+    cpu::scatter_param<S>(a.dA.data(), a.blk, N, N, gb.dA_part.template mutable_data_ptr<S>() + bN);
+    if (!kVarB) cpu::scatter_param<S>(a.dB.data(), a.blk, N, N, gb.dB_part.template mutable_data_ptr<S>() + bN);
+    if (!kVarC) cpu::scatter_param<S>(a.dC.data(), a.blk, N, N, gb.dC_part.template mutable_data_ptr<S>() + bN);
+    cpu::scatter_param<S>(&a.dD, a.blk, 1, 1, gb.dD_part.template mutable_data_ptr<S>() + b * g.dim);
+    cpu::scatter_param<S>(&a.dbias, a.blk, 1, 1, gb.dbias_part.template mutable_data_ptr<S>() + b * g.dim);
+  }
 }
 
 // dB/dC partials (slices, B, G, L, N) or (B, D, N) -> the layout and dtype of the input B/C.
@@ -312,44 +410,55 @@ at::Tensor finish_bc_grad(const at::Tensor& part, const at::Tensor& like, bool v
 
 template <typename S>
 ScanGrads backward_impl(const ScanOperands<S>& op, const at::Tensor& dout, const OptTensor& dlast,
-                        const at::Tensor& B, const at::Tensor& C) {
+                        const OptTensor& checkpoints, const at::Tensor& B, const at::Tensor& C) {
   const ScanGeometry& g = op.geo;
   constexpr auto cd = c10::CppTypeToScalarType<S>::value;
   const auto sopt = op.u.options().dtype(cd);
   ScanGradBuffers<S> gb;
   gb.dout = dout.contiguous();
   if (dlast && dlast->defined() && dlast->numel() > 0) gb.dlast = dlast->to(cd).contiguous();
+  if (checkpoints && checkpoints->defined() && checkpoints->numel() > 0) gb.ck = checkpoints->contiguous();
   gb.du = new_output_like(op.u);
   gb.ddelta = new_output_like(op.delta);
   if (op.z.defined()) gb.dz = new_output_like(op.z);
   if (op.init.defined()) gb.dinit = new_output({g.batch, g.dim, g.dstate}, sopt);
-  gb.dA_part = at::empty({g.batch, g.dim, g.dstate}, sopt);
-  gb.dD_part = at::empty({g.batch, g.dim}, sopt);
-  gb.dbias_part = at::empty({g.batch, g.dim}, sopt);
+  gb.dA_part = new_output({g.batch, g.dim, g.dstate}, sopt);
+  gb.dD_part = new_output({g.batch, g.dim}, sopt);
+  gb.dbias_part = new_output({g.batch, g.dim}, sopt);
   const int64_t bpg = cpu::blocks_per_group(g.dim, g.groups);
   gb.slices = std::clamp<int64_t>((kTargetTasks + g.batch * g.groups - 1) / (g.batch * g.groups), 1, bpg);
   auto part = [&](bool var) {
-    return var ? at::zeros({gb.slices, g.batch, g.groups, g.seqlen, g.dstate}, sopt)
-               : at::empty({g.batch, g.dim, g.dstate}, sopt);
+    return var ? new_output({gb.slices, g.batch, g.groups, g.seqlen, g.dstate}, sopt)
+               : new_output({g.batch, g.dim, g.dstate}, sopt);
   };
   gb.dB_part = part(g.var_B);
   gb.dC_part = part(g.var_C);
 
-  auto* fn = g.var_B ? (g.var_C ? &backward_block<S, true, true> : &backward_block<S, true, false>)
-                     : (g.var_C ? &backward_block<S, false, true> : &backward_block<S, false, false>);
+  auto* fn = g.var_B ? (g.var_C ? &backward_slice<S, true, true> : &backward_slice<S, true, false>)
+                     : (g.var_C ? &backward_slice<S, false, true> : &backward_slice<S, false, false>);
   const int64_t slices = gb.slices;
   at::parallel_for(0, g.batch * g.groups * slices, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t b = i / (g.groups * slices), group = (i / slices) % g.groups, s = i % slices;
-      for (int64_t j = s * bpg / slices; j < (s + 1) * bpg / slices; ++j) {
-        fn(op, cpu::channel_block(b, group, j, g.dim, g.groups), s, gb);
-      }
+      fn(op, gb, b, group, s, s * bpg / slices, (s + 1) * bpg / slices);
     }
   });
   at::Tensor dD = op.D.defined() ? gb.dD_part.sum(0) : at::Tensor();
   at::Tensor dbias = op.bias.defined() ? gb.dbias_part.sum(0) : at::Tensor();
   return {gb.du, gb.ddelta, gb.dA_part.sum(0), finish_bc_grad(gb.dB_part, B, g.var_B),
           finish_bc_grad(gb.dC_part, C, g.var_C), dD, gb.dz, dbias, gb.dinit};
+}
+std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_forward(
+    const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
+    const OptTensor& D, const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
+    const OptTensor& initial_state, bool return_last_state, const OptTensor& seq_idx, const ScanGeometry& g,
+    bool save_checkpoints) {
+  if (compute_dtype(u) == at::kDouble) {
+    return forward_impl(ScanOperands<double>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
+                        return_last_state, save_checkpoints);
+  }
+  return forward_impl(ScanOperands<float>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
+                      return_last_state, save_checkpoints);
 }
 }  // namespace
 
@@ -360,20 +469,32 @@ std::tuple<at::Tensor, at::Tensor> selective_scan_cpu(const at::Tensor& u, const
                                                       bool delta_softplus, const OptTensor& initial_state,
                                                       bool return_last_state, const OptTensor& seq_idx) {
   const ScanGeometry g = check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx);
-  if (compute_dtype(u) == at::kDouble) {
-    return forward_impl(ScanOperands<double>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
-                        return_last_state);
-  }
-  return forward_impl(ScanOperands<float>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
-                      return_last_state);
+  auto [out, last, ck] = scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+                                      return_last_state, seq_idx, g, false);
+  return {out, last};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd_cpu(
+    const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
+    const OptTensor& D, const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
+    const OptTensor& initial_state, bool return_last_state, const OptTensor& seq_idx) {
+  const ScanGeometry g = check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx);
+  return scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx,
+                      g, true);
 }
 
 ScanGrads selective_scan_backward_cpu(const at::Tensor& dout, const OptTensor& dlast_state, const at::Tensor& u,
                                       const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
                                       const at::Tensor& C, const OptTensor& D, const OptTensor& z,
                                       const OptTensor& delta_bias, bool delta_softplus,
-                                      const OptTensor& initial_state, const OptTensor& seq_idx) {
+                                      const OptTensor& initial_state, const OptTensor& seq_idx,
+                                      const OptTensor& checkpoints) {
   const ScanGeometry g = check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx);
+  if (checkpoints && checkpoints->numel() > 0) {
+    check_sizes(*checkpoints, {g.batch, g.dim, num_segments(g.seqlen), g.dstate}, "selective_scan_backward",
+                "checkpoints", "(batch, dim, ceil(seqlen / 256), dstate) from selective_scan_fwd");
+    check_dtype(*checkpoints, compute_dtype(u), "selective_scan_backward", "checkpoints");
+  }
   check_sizes(dout, u.sizes(), "selective_scan_backward", "dout", "(batch, dim, seqlen) like u");
   if (dlast_state && dlast_state->defined() && dlast_state->numel() > 0) {
     check_sizes(*dlast_state, {g.batch, g.dim, g.dstate}, "selective_scan_backward", "dlast_state",
@@ -381,10 +502,10 @@ ScanGrads selective_scan_backward_cpu(const at::Tensor& dout, const OptTensor& d
   }
   if (compute_dtype(u) == at::kDouble) {
     return backward_impl(ScanOperands<double>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
-                         dout, dlast_state, B, C);
+                         dout, dlast_state, checkpoints, B, C);
   }
   return backward_impl(ScanOperands<float>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
-                       dout, dlast_state, B, C);
+                       dout, dlast_state, checkpoints, B, C);
 }
 
 }  // namespace mft
