@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 
+#include <type_traits>
+
 namespace mft::cpu {
 
 using simd::kLanes;
@@ -33,10 +35,36 @@ inline ChannelBlock channel_block(int64_t b, int64_t group, int64_t j, int64_t d
   return blk;
 }
 
-// dst[t][k] = src[b, d0 + k, t0 + t] for t < T, k < nl; unused lanes are 0. src: (B, D, L) contiguous.
+// Longest chunk the gather/scatter helpers move at once (the kernels' chunk of timesteps).
+inline constexpr int64_t kMaxChunk = 64;
+
+// dst[t][k] = src[b, d0 + k, t0 + t] for t < T <= kMaxChunk, k < nl; unused lanes are 0.
+// src: (B, D, L) contiguous, any floating dtype.
 template <typename S>
 void gather_chunk(const at::Tensor& src, const ChannelBlock& blk, int64_t t0, int64_t T, Vec<S>* dst) {
+  TORCH_INTERNAL_ASSERT(T <= kMaxChunk);
   const int64_t dim = src.size(1), seqlen = src.size(2);
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<S, float>) {
+    // Rows are read contiguously (prefetch-friendly) into an L1 tile, converted to fp32 on the way,
+    // then each timestep's 16 lanes come from one hardware gather within the tile.
+    alignas(64) float tile[kLanes][kMaxChunk];
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "mft_gather_chunk", [&] {
+      const scalar_t* base = src.const_data_ptr<scalar_t>() + (blk.b * dim + blk.d0) * seqlen + t0;
+      for (int k = 0; k < blk.nl; ++k) {
+        const scalar_t* row = base + k * seqlen;
+        for (int64_t t = 0; t < T; ++t) tile[k][t] = static_cast<float>(row[t]);
+      }
+    });
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(static_cast<int32_t>(kMaxChunk)));
+    const __mmask16 mask = static_cast<__mmask16>((1u << blk.nl) - 1u);
+    for (int64_t t = 0; t < T; ++t) {
+      dst[t] = (Vec<S>)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, idx, &tile[0][t], 4);
+    }
+    return;
+  }
+#endif
   for (int64_t t = 0; t < T; ++t) dst[t] = Vec<S>{};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "mft_gather_chunk", [&] {
     const scalar_t* base = src.const_data_ptr<scalar_t>() + (blk.b * dim + blk.d0) * seqlen + t0;

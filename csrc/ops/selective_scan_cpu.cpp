@@ -28,7 +28,7 @@ using simd::splat;
 using simd::Vec;
 
 // Timesteps per chunk of converted inputs (kChunk lane vectors per input, 4 KiB each: L1-resident).
-constexpr int64_t kChunk = 64;
+constexpr int64_t kChunk = cpu::kMaxChunk;
 // The forward keeps the state every kSegment steps for the backward (B*D*N fp32 per segment: 1/256 of
 // all states). The backward recomputes one segment of states and exp(delta A) per block
 // (2 x 256 x N lane vectors: 512 KiB at N = 16, L2-resident) instead of a second forward pass.
