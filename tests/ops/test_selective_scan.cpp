@@ -186,21 +186,24 @@ TEST_CASE("selective_scan under CPU autocast: activations low precision, states 
 
 TEST_CASE("simd exp and softplus stay within a few ulp of libm", "[simd]") {
   using mft::simd::VF;
-  double worst_exp = 0, worst_softplus = 0;
+  double worst_exp = 0, worst_softplus = 0, worst_sigmoid = 0;
   for (int i = -2000; i < 2000; ++i) {
     VF x;
     for (int k = 0; k < mft::simd::kLanes; ++k) x[k] = float(i * 0.043 + k * 0.0013);
-    const VF e = mft::simd::vexp(x), s = mft::simd::vsoftplus(x);
+    const VF e = mft::simd::vexp(x), s = mft::simd::vsoftplus(x), g = mft::simd::vsigmoid(x);
     for (int k = 0; k < mft::simd::kLanes; ++k) {
       const double xe = std::exp(double(x[k])), xs = std::log1p(std::exp(double(x[k])));
+      const double xg = 1.0 / (1.0 + std::exp(-double(x[k])));
       worst_exp = std::max(worst_exp, std::abs(e[k] - xe) / xe);
       worst_softplus = std::max(worst_softplus, std::abs(s[k] - xs) / xs);
+      worst_sigmoid = std::max(worst_sigmoid, std::abs(g[k] - xg) / xg);
     }
   }
-  INFO("exp " << worst_exp << " softplus " << worst_softplus);
+  INFO("exp " << worst_exp << " softplus " << worst_softplus << " sigmoid " << worst_sigmoid);
   // fp32 unit roundoff 6e-8: exp within 4 ulp, softplus (exp, log1p and an add) within 8 ulp.
   CHECK(worst_exp <= 4 * 1.2e-7);
   CHECK(worst_softplus <= 8 * 1.2e-7);
+  CHECK(worst_sigmoid <= 8 * 1.2e-7);  // exp, an add and a reciprocal (Newton-refined on AVX-512)
   VF special = mft::simd::splat<VF>(0.0f);
   special[0] = -200.0f;
   special[1] = 200.0f;
@@ -210,6 +213,11 @@ TEST_CASE("simd exp and softplus stay within a few ulp of libm", "[simd]") {
   CHECK(std::isinf(e[1]));
   CHECK(std::isnan(e[2]));
   CHECK(e[3] == 1.0f);
+  const VF g = mft::simd::vsigmoid(special);
+  CHECK(g[0] == 0.0f);
+  CHECK(g[1] == 1.0f);
+  CHECK(std::isnan(g[2]));
+  CHECK(g[3] == 0.5f);
 }
 
 TEST_CASE("selective_scan backward: saved checkpoints and recomputed states agree over many segments",
