@@ -15,6 +15,8 @@ endif()
 if(MFT_WITH_CUDA)
   enable_language(CUDA)
   set(CMAKE_CUDA_ARCHITECTURES ${MFT_CUDA_ARCHS})
-  target_link_libraries(mft_torch INTERFACE torch_cuda c10_cuda)
+  # --no-as-needed: nothing of ours calls torch_cuda yet, but it must be loaded for LibTorch's CUDA
+  # hooks (at::hasCUDA, the CUDA dispatch key) to exist at run time.
+  target_link_libraries(mft_torch INTERFACE "-Wl,--no-as-needed" torch_cuda c10_cuda "-Wl,--as-needed")
 endif()
 message(STATUS "mamba-ft: CUDA kernels ${MFT_WITH_CUDA} (MFT_CUDA=${MFT_CUDA}, archs ${MFT_CUDA_ARCHS})")

@@ -23,8 +23,6 @@ if(NOT MFT_CUDA STREQUAL "OFF")
   endif()
   string(REGEX REPLACE "([0-9])([0-9])" "\\1.\\2" _mft_arch_list "${MFT_CUDA_ARCHS}")
   set(ENV{TORCH_CUDA_ARCH_LIST} "${_mft_arch_list}")
-else()
-  set(CUDA_TOOLKIT_ROOT_DIR "/mft-cuda-disabled")   # keeps Torch's config from enabling CUDA
 endif()
 
 find_package(Torch REQUIRED)
@@ -48,9 +46,15 @@ target_include_directories(mft_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 target_link_libraries(mft_torch INTERFACE torch_cpu c10)
 target_compile_options(mft_torch INTERFACE ${TORCH_CXX_FLAGS})
 # This LibTorch's at::parallel_for is built on OpenMP (ATen/Config.h: AT_PARALLEL_OPENMP) and is a
-# header template: without -fopenmp our kernels would silently run on one thread.
-find_package(OpenMP REQUIRED COMPONENTS CXX)
-target_link_libraries(mft_torch INTERFACE OpenMP::OpenMP_CXX)
+# header template: without -fopenmp our kernels would silently run on one thread. Link the libgomp that
+# LibTorch ships (and loads anyway) rather than the compiler's, so one OpenMP runtime is loaded.
+target_compile_options(mft_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fopenmp>)
+find_library(MFT_TORCH_GOMP NAMES libgomp.so.1 gomp PATHS "${TORCH_INSTALL_PREFIX}/lib" NO_DEFAULT_PATH)
+if(NOT MFT_TORCH_GOMP)
+  find_package(OpenMP REQUIRED COMPONENTS CXX)
+  set(MFT_TORCH_GOMP OpenMP::OpenMP_CXX)
+endif()
+target_link_libraries(mft_torch INTERFACE ${MFT_TORCH_GOMP})
 get_target_property(_mft_torch_defs torch_cpu INTERFACE_COMPILE_DEFINITIONS)
 if(_mft_torch_defs)
   target_compile_definitions(mft_torch INTERFACE ${_mft_torch_defs})

@@ -4,6 +4,7 @@
 
 #include "ops/causal_conv1d.h"
 
+#include <ATen/autocast_mode.h>
 #include <catch2/catch.hpp>
 #include <torch/autograd.h>
 
@@ -152,4 +153,21 @@ TEST_CASE("causal_conv1d: packed documents never mix", "[causal_conv1d]") {
   const at::Tensor packed = mft::causal_conv1d(x, w, b, {}, true, seq);
   const at::Tensor alone = mft::causal_conv1d(x.narrow(2, split, L - split).contiguous(), w, b, {}, true);
   CHECK(normalised_error(packed.narrow(2, split, L - split), alone) <= fp32_bound(L, 4));
+}
+
+TEST_CASE("causal_conv1d under CPU autocast runs in the autocast dtype", "[causal_conv1d][autocast]") {
+  at::manual_seed(13);
+  at::Tensor x = at::randn({2, 20, 9}), w = at::randn({20, 4}).requires_grad_(true), b = at::randn({20});
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  const at::Tensor out = mft::causal_conv1d(x, w, b, {}, true);
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  at::autocast::clear_cache();
+  CHECK(out.scalar_type() == at::kBFloat16);
+  out.to(at::kFloat).sum().backward();
+  REQUIRE(w.grad().defined());
+  CHECK(w.grad().scalar_type() == at::kFloat);  // the fp32 master weight gets an fp32 gradient
+  const at::Tensor manual =
+      mft::causal_conv1d(x.to(at::kBFloat16), w.detach().to(at::kBFloat16), b.to(at::kBFloat16), {}, true);
+  CHECK(at::equal(out, manual));
 }
