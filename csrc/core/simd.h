@@ -111,7 +111,7 @@ inline VF vlog(VF x) {
 // their throughput; NaN propagates.
 inline VF vrecip_ge1(VF d) {
 #if defined(__AVX512F__)
-  VF r = (VF)_mm512_rcp14_ps((__m512)d);
+  VF r = (VF)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)d);
   r = r * (2.0f - d * r);
   return d == INFINITY ? splat<VF>(0.0f) : r;
 #else

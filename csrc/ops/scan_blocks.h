@@ -40,26 +40,27 @@ inline constexpr int64_t kMaxChunk = 64;
 
 #if defined(__AVX512F__)
 // In-register transpose of a 16 x 16 fp32 tile: r[i][j] -> r[j][i]. Four stages of 16 shuffles:
-// 32-bit and 64-bit interleaves inside 128-bit lanes, then two 128-bit lane shuffles.
+// 32-bit and 64-bit interleaves inside 128-bit lanes, then two 128-bit lane shuffles. (The maskz_ forms
+// with a full mask are the same instructions; GCC 12's plain forms warn about _mm512_undefined_*.)
 inline void transpose16x16(__m512 r[16]) {
   __m512 t[16];
   for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    t[i] = _mm512_maskz_unpacklo_ps(0xFFFF, r[i], r[i + 1]);
+    t[i + 1] = _mm512_maskz_unpackhi_ps(0xFFFF, r[i], r[i + 1]);
   }
   for (int i = 0; i < 16; i += 4) {  // r[i + c], 128-bit lane L: column 4L + c of rows i .. i + 3
-    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, _mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, _mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, _mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, _mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
   }
   for (int c = 0; c < 4; ++c) {
-    const __m512 p = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), q = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
-    const __m512 u = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), v = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
-    t[c] = _mm512_shuffle_f32x4(p, u, 0x88);
-    t[4 + c] = _mm512_shuffle_f32x4(p, u, 0xDD);
-    t[8 + c] = _mm512_shuffle_f32x4(q, v, 0x88);
-    t[12 + c] = _mm512_shuffle_f32x4(q, v, 0xDD);
+    const __m512 p = _mm512_maskz_shuffle_f32x4(0xFFFF, r[c], r[4 + c], 0x44), q = _mm512_maskz_shuffle_f32x4(0xFFFF, r[c], r[4 + c], 0xEE);
+    const __m512 u = _mm512_maskz_shuffle_f32x4(0xFFFF, r[8 + c], r[12 + c], 0x44), v = _mm512_maskz_shuffle_f32x4(0xFFFF, r[8 + c], r[12 + c], 0xEE);
+    t[c] = _mm512_maskz_shuffle_f32x4(0xFFFF, p, u, 0x88);
+    t[4 + c] = _mm512_maskz_shuffle_f32x4(0xFFFF, p, u, 0xDD);
+    t[8 + c] = _mm512_maskz_shuffle_f32x4(0xFFFF, q, v, 0x88);
+    t[12 + c] = _mm512_maskz_shuffle_f32x4(0xFFFF, q, v, 0xDD);
   }
   for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
