@@ -28,7 +28,22 @@ template <> struct VecOf<float> { using type = VF; };
 template <> struct VecOf<double> { using type = VD; };
 template <typename S> using Vec = typename VecOf<S>::type;
 
-template <typename V> inline V splat(decltype(V{}[0]) s) { return V{} + s; }
+// Broadcast. (Not `V{} + s`: without -ffast-math GCC cannot drop the + 0 (it would turn -0 into +0)
+// and emits a scalar add plus a register broadcast on the shuffle port; a lane loop is built through
+// the stack. The intrinsic is one broadcast load.)
+template <typename V> inline V splat(decltype(V{}[0]) s) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<V, VF>) return (VF)_mm512_set1_ps(s);
+  if constexpr (std::is_same_v<V, VD>) {
+    const __m512d h = _mm512_set1_pd(s);
+    VD v;
+    std::memcpy(&v, &h, sizeof h);
+    std::memcpy(reinterpret_cast<char*>(&v) + sizeof h, &h, sizeof h);
+    return v;
+  }
+#endif
+  return V{} + s;
+}
 
 template <typename V> inline auto hsum(V v) {
   auto s = v[0];
@@ -106,10 +121,10 @@ inline VF vlog(VF x) {
   return m + y + ef * 0.693359375f;
 }
 
-// 1 / d for d >= 1 (or +inf -> 0): on AVX-512, rcp14 (14 bits) refined by one Newton step (about 28
-// bits, below fp32 rounding) on the FMA ports instead of vdivps, whose 512-bit form has a fraction of
-// their throughput; NaN propagates.
-inline VF vrecip_ge1(VF d) {
+// 1 / d for finite normal d, or d = +inf -> 0 (sigmoid denominators). On AVX-512: rcp14 (14 bits) refined by one Newton step
+// (about 28 bits, below fp32 rounding) on the FMA ports instead of vdivps, whose 512-bit form has a
+// fraction of their throughput. NaN propagates.
+inline VF vrecip(VF d) {
 #if defined(__AVX512F__)
   VF r = (VF)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)d);
   r = r * (2.0f - d * r);
@@ -135,7 +150,7 @@ inline VF vsoftplus(VF x) {
   VF r = pos + vlog1p_pos(vexp(-ax));
   return x > 20.0f ? x : r;
 }
-inline VF vsigmoid(VF x) { return vrecip_ge1(1.0f + vexp(-x)); }
+inline VF vsigmoid(VF x) { return vrecip(1.0f + vexp(-x)); }
 inline VF vsilu(VF x) { return x * vsigmoid(x); }
 
 // fp64 lanes: libm per lane.
