@@ -83,6 +83,14 @@ struct ScanOperands {
   }
 };
 
+// d softplus(r) / dr: sigmoid(r), or 1 above the threshold where softplus(r) = r.
+inline simd::VF softplus_derivative(simd::VF r) {
+  return simd::select(r > float(kSoftplusThreshold), simd::splat<simd::VF>(1.0f), simd::vsigmoid(r));
+}
+inline simd::VD softplus_derivative(simd::VD r) {
+  return simd::per_lane(r, [](double v) { return v > kSoftplusThreshold ? 1.0 : 1.0 / (1.0 + std::exp(-v)); });
+}
+
 // Per-block constants: A, time-invariant B/C, D and delta_bias as lane vectors.
 template <typename S>
 struct BlockParams {
@@ -331,7 +339,7 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
     }
     if (op.softplus) {
       const V r = raw[t];
-      ddt = ddt * (r > S(kSoftplusThreshold) ? splat<V>(S(1)) : simd::vsigmoid(r));
+      ddt = ddt * softplus_derivative(r);
     }
     a.dbias += ddt;
     ub[t] = du;
