@@ -1,5 +1,7 @@
 #pragma once
 // Shared test helpers: normalised errors, tolerance derivations, finite differences.
+#include "ops/ops.h"
+
 #include <ATen/ATen.h>
 
 #include <functional>
@@ -7,6 +9,9 @@
 #include <vector>
 
 namespace mft::test {
+
+// An optional op argument from a possibly undefined tensor.
+inline OptTensor opt(const at::Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
 
 // Unit roundoff of a dtype (half the distance from 1 to the next representable number).
 double unit_roundoff(at::ScalarType dtype);

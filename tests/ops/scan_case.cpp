@@ -81,7 +81,6 @@ ScanResult run_scan(ScanInputs in, Impl impl, const at::Tensor& w_out, const at:
   for (at::Tensor* t : in.leaves()) {
     if (t->defined()) *t = t->detach().requires_grad_(true);
   }
-  auto opt = [](const at::Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; };
   auto fn = impl == Impl::Ops ? &mft::selective_scan : &mft::reference::selective_scan;
   auto [out, last] = fn(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias), in.softplus,
                         opt(in.init), in.last, opt(in.seq_idx));

@@ -50,7 +50,6 @@ struct ConvResult {
   std::vector<at::Tensor> grads;
 };
 
-mft::OptTensor opt(const at::Tensor& t) { return t.defined() ? mft::OptTensor(t) : std::nullopt; }
 
 ConvResult run(ConvInputs in, bool reference, bool silu, const at::Tensor& w_out) {
   for (auto* t : in.leaves()) {

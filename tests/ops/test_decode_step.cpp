@@ -9,10 +9,6 @@
 
 using namespace mft::test;
 
-namespace {
-mft::OptTensor opt(const at::Tensor& t) { return t.defined() ? mft::OptTensor(t) : std::nullopt; }
-}
-
 TEST_CASE("causal_conv1d_update stepped over a sequence equals causal_conv1d", "[decode]") {
   for (int64_t width : {1, 2, 4}) {
     for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {

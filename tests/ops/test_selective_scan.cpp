@@ -53,6 +53,31 @@ void compare_case(const ScanCase& c) {
     check(("grad " + names[k]).c_str(), ours.grads[k], exact.grads[k], lowp ? plain.grads[k] : at::Tensor());
   }
 }
+
+// Analytic gradients (our backward) against fp64 central differences of the same op, every input.
+void check_against_finite_differences(const ScanCase& c, uint64_t seed) {
+  at::manual_seed(seed);
+  ScanInputs in = ScanInputs::make(c);
+  const at::Tensor w_out = at::randn({c.batch, c.dim, c.seqlen}, at::kDouble);
+  const at::Tensor w_last = at::randn({c.batch, c.dim, c.dstate}, at::kDouble);
+  const ScanResult analytic = run_scan(in, Impl::Ops, w_out, w_last);
+  auto loss = [&] {
+    auto [out, last] = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias),
+                                           in.softplus, opt(in.init), true, opt(in.seq_idx));
+    return ((out * w_out).sum() + (last * w_last).sum()).item<double>();
+  };
+  const auto names = in.leaf_names();
+  auto leaves = in.leaves();
+  for (size_t k = 0; k < leaves.size(); ++k) {
+    if (!leaves[k]->defined()) continue;
+    *leaves[k] = leaves[k]->contiguous();
+    const double err = normalised_error(analytic.grads[k], finite_difference(loss, *leaves[k]));
+    INFO(c.describe() << " | d" << names[k] << " | normalised error vs finite differences " << err);
+    // Central differences with h = 1e-6 in fp64: truncation O(h^2) ~ 1e-12 and rounding
+    // O(eps / h) ~ 1e-10 relative to the loss; 1e-6 leaves room for loss magnitudes ~1e3.
+    CHECK(err <= 1e-6);
+  }
+}
 }  // namespace
 
 TEST_CASE("selective_scan matches the fp64 reference over the op grid", "[selective_scan]") {
@@ -109,30 +134,7 @@ TEST_CASE("selective_scan gradients match fp64 central finite differences", "[se
       c.bc = bc;
       c.dtype = at::kDouble;
       c.has_seq_idx = seqlen > 5;
-      at::manual_seed(7 + seqlen);
-      ScanInputs in = ScanInputs::make(c);
-      const at::Tensor w_out = at::randn({c.batch, c.dim, c.seqlen}, at::kDouble);
-      const at::Tensor w_last = at::randn({c.batch, c.dim, c.dstate}, at::kDouble);
-      const ScanResult analytic = run_scan(in, Impl::Ops, w_out, w_last);
-      auto opt = [](const at::Tensor& t) { return t.defined() ? mft::OptTensor(t) : std::nullopt; };
-      auto loss = [&] {
-        auto [out, last] = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias),
-                                               in.softplus, opt(in.init), true, opt(in.seq_idx));
-        return ((out * w_out).sum() + (last * w_last).sum()).item<double>();
-      };
-      const auto names = in.leaf_names();
-      auto leaves = in.leaves();
-      for (size_t k = 0; k < leaves.size(); ++k) {
-        if (!leaves[k]->defined()) continue;
-        *leaves[k] = leaves[k]->contiguous();
-        const at::Tensor fd = finite_difference(loss, *leaves[k]);
-        INFO(c.describe() << " | d" << names[k]);
-        const double err = normalised_error(analytic.grads[k], fd);
-        INFO("normalised error vs finite differences " << err);
-        // Central differences with h = 1e-6 in fp64: truncation O(h^2) ~ 1e-12 and rounding
-        // O(eps / h) ~ 1e-10 relative to the loss; 1e-6 leaves room for loss magnitudes ~1e3.
-        CHECK(err <= 1e-6);
-      }
+      check_against_finite_differences(c, 7 + seqlen);
     }
   }
 }
@@ -147,7 +149,6 @@ TEST_CASE("selective_scan: packed documents never leak into each other", "[selec
   ScanInputs in = ScanInputs::make(c);
   const int64_t split = 50;
   in.seq_idx = at::cat({at::zeros({1, split}, at::kInt), at::ones({1, c.seqlen - split}, at::kInt)}, 1);
-  auto opt = [](const at::Tensor& t) { return t.defined() ? mft::OptTensor(t) : std::nullopt; };
   auto tail = [&](const at::Tensor& t) { return t.narrow(-1, split, c.seqlen - split); };
   const auto [packed, last] = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z),
                                                   opt(in.bias), true, {}, true, in.seq_idx);
@@ -230,7 +231,6 @@ TEST_CASE("selective_scan backward: saved checkpoints and recomputed states agre
   c.dstate = 16;
   c.has_seq_idx = true;
   ScanInputs in = ScanInputs::make(c);
-  auto opt = [](const at::Tensor& t) { return t.defined() ? mft::OptTensor(t) : std::nullopt; };
   auto& dispatcher = c10::Dispatcher::singleton();
   auto fwd = dispatcher.findSchemaOrThrow("mft::selective_scan_fwd", "")
                  .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
@@ -274,23 +274,5 @@ TEST_CASE("selective_scan gradients over several segments match fp64 finite diff
   c.seqlen = 300;  // two 256-step segments
   c.dtype = at::kDouble;
   c.has_seq_idx = true;
-  at::manual_seed(23);
-  ScanInputs in = ScanInputs::make(c);
-  const at::Tensor w_out = at::randn({c.batch, c.dim, c.seqlen}, at::kDouble);
-  const at::Tensor w_last = at::randn({c.batch, c.dim, c.dstate}, at::kDouble);
-  const ScanResult analytic = run_scan(in, Impl::Ops, w_out, w_last);
-  auto opt = [](const at::Tensor& t) { return t.defined() ? mft::OptTensor(t) : std::nullopt; };
-  auto loss = [&] {
-    auto [out, last] = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias),
-                                           in.softplus, opt(in.init), true, opt(in.seq_idx));
-    return ((out * w_out).sum() + (last * w_last).sum()).item<double>();
-  };
-  const auto names = in.leaf_names();
-  auto leaves = in.leaves();
-  for (size_t k = 0; k < leaves.size(); ++k) {
-    if (!leaves[k]->defined()) continue;
-    *leaves[k] = leaves[k]->contiguous();
-    INFO("d" << names[k]);
-    CHECK(normalised_error(analytic.grads[k], finite_difference(loss, *leaves[k])) <= 1e-6);
-  }
+  check_against_finite_differences(c, 23);
 }
