@@ -14,19 +14,57 @@ if(MFT_TORCH_DIR)
   set(Torch_DIR "${MFT_TORCH_DIR}")
 endif()
 
-# Torch's config enables the CUDA language itself when it finds a toolkit: give it our archs through
-# TORCH_CUDA_ARCH_LIST (it ignores CMAKE_CUDA_ARCHITECTURES) so that nothing probes for a GPU (none
-# here), and point it at nvcc when PATH lacks it.
+# Torch's own CMake config, for this CUDA build of the wheel, requires a CUDA toolkit even to link
+# the CPU part. So: with nvcc available (and MFT_CUDA not OFF) use it; otherwise import the wheel's
+# CPU libraries directly, which is all a CPU build needs.
+set(_mft_nvcc "")
 if(NOT MFT_CUDA STREQUAL "OFF")
-  if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
-    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  if(CMAKE_CUDA_COMPILER)
+    set(_mft_nvcc "${CMAKE_CUDA_COMPILER}")
+  elseif(DEFINED ENV{CUDACXX})
+    set(_mft_nvcc "$ENV{CUDACXX}")
+  else()
+    find_program(_mft_nvcc_found nvcc PATHS /usr/local/cuda/bin)
+    if(_mft_nvcc_found)
+      set(_mft_nvcc "${_mft_nvcc_found}")
+    endif()
   endif()
+endif()
+get_filename_component(TORCH_INSTALL_PREFIX "${Torch_DIR}/../../.." ABSOLUTE)
+file(STRINGS "${Torch_DIR}/TorchConfigVersion.cmake" _mft_torch_version REGEX "PACKAGE_VERSION \"")
+string(REGEX REPLACE ".*\"([^\"]+)\".*" "\\1" Torch_VERSION "${_mft_torch_version}")
+
+if(_mft_nvcc)
+  # Torch's config enables the CUDA language itself: point it at nvcc (it is not always on PATH) and
+  # give it our archs through TORCH_CUDA_ARCH_LIST (it ignores CMAKE_CUDA_ARCHITECTURES), so that
+  # nothing probes for a GPU.
+  set(CMAKE_CUDA_COMPILER "${_mft_nvcc}")
   string(REGEX REPLACE "([0-9])([0-9])" "\\1.\\2" _mft_arch_list "${MFT_CUDA_ARCHS}")
   set(ENV{TORCH_CUDA_ARCH_LIST} "${_mft_arch_list}")
+  find_package(Torch REQUIRED)
+  get_target_property(_mft_torch_defs torch_cpu INTERFACE_COMPILE_DEFINITIONS)
+else()
+  if(MFT_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "mamba-ft: MFT_CUDA=ON but no nvcc found (set CUDACXX or -DCMAKE_CUDA_COMPILER)")
+  endif()
+  set(TORCH_INCLUDE_DIRS "${TORCH_INSTALL_PREFIX}/include" "${TORCH_INSTALL_PREFIX}/include/torch/csrc/api/include")
+  foreach(_lib torch_cpu c10)
+    add_library(${_lib} SHARED IMPORTED)
+    set_target_properties(${_lib} PROPERTIES IMPORTED_LOCATION "${TORCH_INSTALL_PREFIX}/lib/lib${_lib}.so")
+  endforeach()
+  set(TORCH_CXX_FLAGS "")
+  set(_mft_torch_defs USE_DISTRIBUTED USE_C10D_GLOO USE_RPC USE_TENSORPIPE)  # as Torch's config sets them
+  # libtorch_cpu of the CUDA wheel needs the CUDA runtime libraries shipped in site-packages/nvidia.
+  file(GLOB _mft_nvidia_libs "${TORCH_INSTALL_PREFIX}/../nvidia/*/lib")
+  foreach(_dir ${_mft_nvidia_libs})
+    list(APPEND _mft_rpath_link "-Wl,-rpath-link,${_dir}")
+  endforeach()
 endif()
-
-find_package(Torch REQUIRED)
-message(STATUS "mamba-ft: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
+if(_mft_nvcc)
+  message(STATUS "mamba-ft: LibTorch ${Torch_VERSION} from ${TORCH_INSTALL_PREFIX}, CUDA toolkit of ${_mft_nvcc}")
+else()
+  message(STATUS "mamba-ft: LibTorch ${Torch_VERSION} from ${TORCH_INSTALL_PREFIX}, CPU libraries only")
+endif()
 if(TARGET torch_cuda)
   set(MFT_TORCH_HAS_CUDA ON)
 else()
