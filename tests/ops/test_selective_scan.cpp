@@ -209,16 +209,30 @@ TEST_CASE("simd exp and softplus stay within a few ulp of libm", "[simd]") {
   special[0] = -200.0f;
   special[1] = 200.0f;
   special[2] = NAN;
+  special[4] = -INFINITY;
+  special[5] = INFINITY;
+  special[6] = 1e30f;
+  special[7] = -1e30f;
   const VF e = mft::simd::vexp(special);
   CHECK(e[0] == 0.0f);
   CHECK(std::isinf(e[1]));
   CHECK(std::isnan(e[2]));
   CHECK(e[3] == 1.0f);
+  CHECK(e[4] == 0.0f);
+  CHECK((std::isinf(e[5]) && e[5] > 0));
+  CHECK((std::isinf(e[6]) && e[6] > 0));
+  CHECK(e[7] == 0.0f);
+  const VF sp = mft::simd::vsoftplus(special);
+  CHECK(sp[4] == 0.0f);
+  CHECK((std::isinf(sp[5]) && sp[5] > 0));
+  CHECK(std::isnan(sp[2]));
   const VF g = mft::simd::vsigmoid(special);
   CHECK(g[0] == 0.0f);
   CHECK(g[1] == 1.0f);
   CHECK(std::isnan(g[2]));
   CHECK(g[3] == 0.5f);
+  CHECK(g[4] == 0.0f);
+  CHECK(g[5] == 1.0f);
 }
 
 TEST_CASE("selective_scan backward: saved checkpoints and recomputed states agree over many segments",
