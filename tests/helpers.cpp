@@ -26,7 +26,7 @@ double normalised_error(const at::Tensor& x, const at::Tensor& ref) {
 }
 
 double fp32_bound(int64_t depth, int64_t width) {
-  return 4.0 * 8.0 * unit_roundoff(at::kFloat) * double(depth + width);
+  return 4.0 * unit_roundoff(at::kFloat) * double(depth + width);
 }
 
 double low_precision_bound(double same_precision_reference_error, int64_t depth, int64_t width) {

@@ -17,7 +17,7 @@ std::string shape_str(at::IntArrayRef sizes) {
 void check_floating(const at::Tensor& t, const char* op, const char* name) {
   const auto st = t.scalar_type();
   TORCH_CHECK(st == at::kFloat || st == at::kHalf || st == at::kBFloat16 || st == at::kDouble, op, ": ",
-              name, " must be float32, float16 or bfloat16; got ", st);
+              name, " must be float32, float16 or bfloat16 (float64 for checks); got ", st);
 }
 
 void check_dim(const at::Tensor& t, int64_t dims, const char* op, const char* name, const char* layout) {

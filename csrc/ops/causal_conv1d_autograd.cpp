@@ -25,6 +25,9 @@ class CausalConv1dFunction : public torch::autograd::Function<CausalConv1dFuncti
     return causal_conv1d(x, weight, bias, initial_states, silu, seq_idx);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // The backward op has no derivative of its own: refuse create_graph=True rather than return
+    // gradients that silently lack a graph.
+    TORCH_CHECK(!at::GradMode::is_enabled(), "causal_conv1d: double backward (create_graph=True) is not supported");
     const auto s = ctx->get_saved_variables();
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("mft::causal_conv1d_backward", "")

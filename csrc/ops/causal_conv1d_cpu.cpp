@@ -192,6 +192,8 @@ ConvGrads causal_conv1d_backward_cpu(const at::Tensor& dout, const at::Tensor& x
                                      const OptTensor& seq_idx) {
   const ConvGeometry g = check_causal_conv1d_args(x, weight, bias, initial_states, seq_idx);
   check_sizes(dout, x.sizes(), "causal_conv1d_backward", "dout", "(batch, dim, seqlen) like x");
+  check_floating(dout, "causal_conv1d_backward", "dout");
+  check_device(dout, x, "causal_conv1d_backward", "dout");
   const ConvOperands op(x, weight, bias, initial_states, seq_idx, g);
   return compute_dtype(x) == at::kDouble ? backward_impl<double>(op, dout, silu) : backward_impl<float>(op, dout, silu);
 }

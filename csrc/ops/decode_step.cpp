@@ -35,6 +35,7 @@ void check_causal_conv1d_update_args(const at::Tensor& x, const at::Tensor& conv
   if (bias) {
     check_floating(*bias, kConvOp, "bias");
     check_sizes(*bias, {dim}, kConvOp, "bias", "(dim,)");
+    check_device(*bias, x, kConvOp, "bias");
   }
   check_device(conv_state, x, kConvOp, "conv_state");
   check_device(weight, x, kConvOp, "weight");
@@ -69,13 +70,22 @@ void check_selective_state_update_args(const at::Tensor& state, const at::Tensor
   }
   TORCH_CHECK(B.dim() == C.dim() && (B.dim() == 2 || B.size(1) == C.size(1)), kSsmOp,
               ": B and C must have the same groups; got ", shape_str(B.sizes()), " and ", shape_str(C.sizes()));
-  if (D) { check_sizes(*D, {dim}, kSsmOp, "D", "(dim,)"); check_dtype(*D, cd, kSsmOp, "D"); }
+  if (D) {
+    check_sizes(*D, {dim}, kSsmOp, "D", "(dim,)");
+    check_dtype(*D, cd, kSsmOp, "D");
+    check_device(*D, x, kSsmOp, "D");
+  }
   if (dt_bias) {
     check_sizes(*dt_bias, {dim}, kSsmOp, "dt_bias", "(dim,)");
     check_dtype(*dt_bias, cd, kSsmOp, "dt_bias");
+    check_device(*dt_bias, x, kSsmOp, "dt_bias");
     check_finite(*dt_bias, kSsmOp, "dt_bias");
   }
-  if (z) { check_floating(*z, kSsmOp, "z"); check_sizes(*z, {batch, dim}, kSsmOp, "z", "(batch, dim)"); }
+  if (z) {
+    check_floating(*z, kSsmOp, "z");
+    check_sizes(*z, {batch, dim}, kSsmOp, "z", "(batch, dim)");
+    check_device(*z, x, kSsmOp, "z");
+  }
   check_device(state, x, kSsmOp, "state");
   check_device(dt, x, kSsmOp, "dt");
   check_device(A, x, kSsmOp, "A");

@@ -42,6 +42,9 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // The backward op has no derivative of its own: refuse create_graph=True rather than return
+    // gradients that silently lack a graph.
+    TORCH_CHECK(!at::GradMode::is_enabled(), "selective_scan: double backward (create_graph=True) is not supported");
     const auto s = ctx->get_saved_variables();
     const at::Tensor& u = s[0];
     at::Tensor dout = grads[0].defined() ? grads[0] : at::zeros_like(u);

@@ -499,15 +499,19 @@ ScanGrads selective_scan_backward_cpu(const at::Tensor& dout, const OptTensor& d
                                       const OptTensor& initial_state, const OptTensor& seq_idx,
                                       const OptTensor& checkpoints) {
   const ScanGeometry g = check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx);
+  constexpr const char* kOp = "selective_scan_backward";
   if (checkpoints && checkpoints->numel() > 0) {
-    check_sizes(*checkpoints, {g.batch, g.dim, num_segments(g.seqlen), g.dstate}, "selective_scan_backward",
-                "checkpoints", "(batch, dim, ceil(seqlen / 256), dstate) from selective_scan_fwd");
-    check_dtype(*checkpoints, compute_dtype(u), "selective_scan_backward", "checkpoints");
+    check_sizes(*checkpoints, {g.batch, g.dim, num_segments(g.seqlen), g.dstate}, kOp, "checkpoints",
+                "(batch, dim, ceil(seqlen / 256), dstate) from selective_scan_fwd");
+    check_dtype(*checkpoints, compute_dtype(u), kOp, "checkpoints");
+    check_device(*checkpoints, u, kOp, "checkpoints");
   }
-  check_sizes(dout, u.sizes(), "selective_scan_backward", "dout", "(batch, dim, seqlen) like u");
+  check_sizes(dout, u.sizes(), kOp, "dout", "(batch, dim, seqlen) like u");
+  check_floating(dout, kOp, "dout");
+  check_device(dout, u, kOp, "dout");
   if (dlast_state && dlast_state->defined() && dlast_state->numel() > 0) {
-    check_sizes(*dlast_state, {g.batch, g.dim, g.dstate}, "selective_scan_backward", "dlast_state",
-                "(batch, dim, dstate)");
+    check_sizes(*dlast_state, {g.batch, g.dim, g.dstate}, kOp, "dlast_state", "(batch, dim, dstate)");
+    check_device(*dlast_state, u, kOp, "dlast_state");
   }
   if (compute_dtype(u) == at::kDouble) {
     return backward_impl(ScanOperands<double>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),

@@ -71,3 +71,26 @@ TEST_CASE("selective_state_update stepped over a sequence equals selective_scan"
     }
   }
 }
+
+TEST_CASE("decode steps update strided state views in place", "[decode]") {
+  at::manual_seed(31);
+  const int64_t B = 2, D = 20, N = 8, W = 4;
+  // SSM state as a view into a wider buffer, conv state as a transposed view.
+  at::Tensor ssm_buffer = at::randn({B, D, 2 * N});
+  at::Tensor ssm_state = ssm_buffer.narrow(2, 0, N);
+  at::Tensor conv_buffer = at::randn({B, W - 1, D});
+  at::Tensor conv_state = conv_buffer.transpose(1, 2);
+  REQUIRE_FALSE(ssm_state.is_contiguous());
+  REQUIRE_FALSE(conv_state.is_contiguous());
+  at::Tensor ssm_ref = ssm_state.clone(), conv_ref = conv_state.clone();
+  const at::Tensor x = at::randn({B, D}), dt = at::rand({B, D}) * 0.3, A = -at::rand({D, N}) - 0.1;
+  const at::Tensor Bm = at::randn({B, N}), Cm = at::randn({B, N}), w = at::randn({D, W});
+  const at::Tensor y = mft::selective_state_update(ssm_state, x, dt, A, Bm, Cm);
+  const at::Tensor y_ref = mft::reference::selective_state_update(ssm_ref, x, dt, A, Bm, Cm);
+  CHECK(normalised_error(y, y_ref) <= fp32_bound(1, N));
+  CHECK(normalised_error(ssm_buffer.narrow(2, 0, N), ssm_ref) <= fp32_bound(1, N));
+  const at::Tensor c = mft::causal_conv1d_update(x, conv_state, w);
+  const at::Tensor c_ref = mft::reference::causal_conv1d_update(x, conv_ref, w);
+  CHECK(normalised_error(c, c_ref) <= fp32_bound(1, W));
+  CHECK(at::equal(conv_buffer.transpose(1, 2), conv_ref));  // the base buffer itself was updated
+}

@@ -122,6 +122,24 @@ TEST_CASE("selective_scan with every option at once, long sequence", "[selective
   }
 }
 
+TEST_CASE("selective_scan: many channel blocks per backward slice", "[selective_scan]") {
+  // batch 1, one group, 300 channels: 19 (AVX-512) or 38 (AVX2) blocks over 16 slices, so each slice
+  // sums dB/dC over several blocks, as at real model sizes.
+  for (BcKind bc : {BcKind::Variable, BcKind::Invariant}) {
+    for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+      ScanCase c;
+      c.batch = 1;
+      c.dim = 300;
+      c.groups = 1;
+      c.dstate = 4;
+      c.seqlen = 70;
+      c.bc = bc;
+      c.dtype = dt;
+      compare_case(c);
+    }
+  }
+}
+
 TEST_CASE("selective_scan gradients match fp64 central finite differences", "[selective_scan][gradcheck]") {
   for (BcKind bc : {BcKind::Variable, BcKind::Grouped, BcKind::Invariant}) {
     for (int64_t seqlen : {5, 70}) {
@@ -239,11 +257,12 @@ TEST_CASE("selective_scan backward: saved checkpoints and recomputed states agre
           "[selective_scan]") {
   // 600 steps = three 256-step segments, the last partial; a direct call of the backward op without the
   // forward's checkpoints recomputes them.
+  for (bool packed : {false, true}) {
   at::manual_seed(17);
   ScanCase c;
   c.seqlen = 600;
   c.dstate = 16;
-  c.has_seq_idx = true;
+  c.has_seq_idx = packed;
   ScanInputs in = ScanInputs::make(c);
   auto& dispatcher = c10::Dispatcher::singleton();
   auto fwd = dispatcher.findSchemaOrThrow("mft::selective_scan_fwd", "")
@@ -273,8 +292,9 @@ TEST_CASE("selective_scan backward: saved checkpoints and recomputed states agre
                                      std::get<3>(without), std::get<4>(without), std::get<5>(without),
                                      std::get<6>(without), std::get<7>(without), std::get<8>(without)};
   for (size_t k = 0; k < a.size(); ++k) {
-    INFO("gradient " << k);
+    INFO("gradient " << k << (packed ? " with seq_idx" : ""));
     CHECK(normalised_error(a[k], b[k]) <= fp32_bound(c.seqlen, c.dstate));
+  }
   }
 }
 
@@ -287,6 +307,8 @@ TEST_CASE("selective_scan gradients over several segments match fp64 finite diff
   c.dstate = 2;
   c.seqlen = 300;  // two 256-step segments
   c.dtype = at::kDouble;
-  c.has_seq_idx = true;
-  check_against_finite_differences(c, 23);
+  for (bool packed : {false, true}) {  // without resets the state crosses the segment boundary whole
+    c.has_seq_idx = packed;
+    check_against_finite_differences(c, 23 + packed);
+  }
 }

@@ -141,3 +141,15 @@ def test_clear_errors():
     inp = scan_inputs()
     with pytest.raises(RuntimeError, match="A must be Float"):
         ops.selective_scan(inp["u"], inp["delta"], inp["A"].double(), inp["B"], inp["C"])
+
+
+def test_double_backward_is_refused():
+    inp = scan_inputs(batch=1, dim=4, dstate=2, seqlen=5)
+    u = inp["u"].clone().requires_grad_(True)
+    out, _ = ops.selective_scan(u, inp["delta"], inp["A"], inp["B"], inp["C"])
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(out.sum(), u, create_graph=True)
+    x = torch.randn(1, 4, 6, requires_grad=True)
+    y = ops.causal_conv1d(x, torch.randn(4, 3), None, None, True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(y.sum(), x, create_graph=True)
