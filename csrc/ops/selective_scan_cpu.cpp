@@ -92,16 +92,21 @@ inline simd::VD softplus_derivative(simd::VD r) {
   return simd::per_lane(r, [](double v) { return v > kSoftplusThreshold ? 1.0 : 1.0 / (1.0 + std::exp(-v)); });
 }
 
-// Per-block constants: A, time-invariant B/C, D and delta_bias as lane vectors.
+// exp(delta A) is computed as 2^(delta A2) with A2 = A log2(e) (see simd::vexp2).
+template <typename S> inline constexpr S kLog2e = S(1.4426950408889634073599246810019);
+
+// Per-block constants: A (and A2 = A log2 e), time-invariant B/C, D and delta_bias as lane vectors.
 template <typename S>
 struct BlockParams {
   using V = Vec<S>;
-  std::vector<V> A, B, C;
+  std::vector<V> A, A2, B, C;
   V D{}, bias{};
   BlockParams(const ScanOperands<S>& op, const ChannelBlock& blk) {
     const int64_t N = op.geo.dstate;
     A.resize(N);
     cpu::gather_param<S>(op.ptr(op.A), blk, N, N, A.data());
+    A2.resize(N);
+    for (int64_t n = 0; n < N; ++n) A2[n] = A[n] * kLog2e<S>;
     if (!op.geo.var_B) { B.resize(N); cpu::gather_param<S>(op.ptr(op.Bt), blk, N, N, B.data()); }
     if (!op.geo.var_C) { C.resize(N); cpu::gather_param<S>(op.ptr(op.Ct), blk, N, N, C.data()); }
     cpu::gather_param<S>(op.ptr(op.D), blk, 1, 1, &D);
@@ -156,15 +161,15 @@ void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tenso
       for (; n + 1 < N; n += 2) {
         const V b0 = kVarB ? splat<V>(Brow[n]) : p.B[n], b1 = kVarB ? splat<V>(Brow[n + 1]) : p.B[n + 1];
         const V c0 = kVarC ? splat<V>(Crow[n]) : p.C[n], c1 = kVarC ? splat<V>(Crow[n + 1]) : p.C[n + 1];
-        x[n] = simd::vexp(dt * p.A[n]) * x[n] + du * b0;
-        x[n + 1] = simd::vexp(dt * p.A[n + 1]) * x[n + 1] + du * b1;
+        x[n] = simd::vexp2(dt * p.A2[n]) * x[n] + du * b0;
+        x[n + 1] = simd::vexp2(dt * p.A2[n + 1]) * x[n + 1] + du * b1;
         y0 += c0 * x[n];
         y1 += c1 * x[n + 1];
       }
       if (n < N) {
         const V bn = kVarB ? splat<V>(Brow[n]) : p.B[n];
         const V cn = kVarC ? splat<V>(Crow[n]) : p.C[n];
-        x[n] = simd::vexp(dt * p.A[n]) * x[n] + du * bn;
+        x[n] = simd::vexp2(dt * p.A2[n]) * x[n] + du * bn;
         y0 += cn * x[n];
       }
       const V y = y0 + y1;
@@ -239,7 +244,7 @@ void recompute_checkpoints(const ScanOperands<S>& op, BlockAdjoint<S>& a) {
       const V dt = dtb[t], du = dt * ub[t];
       const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
       for (int64_t n = 0; n < N; ++n) {
-        x[n] = simd::vexp(dt * a.p.A[n]) * x[n] + du * (kVarB ? splat<V>(Brow[n]) : a.p.B[n]);
+        x[n] = simd::vexp2(dt * a.p.A2[n]) * x[n] + du * (kVarB ? splat<V>(Brow[n]) : a.p.B[n]);
       }
     }
     if ((t0 + kChunk) % kSegment == 0) std::copy(x.begin(), x.end(), a.ck.begin() + ((t0 + kChunk) / kSegment) * N);
@@ -291,7 +296,7 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
     for (int64_t n = 0; n < N; ++n) {
       const V bn = kVarB ? splat<V>(Brow[n]) : p.B[n];
       const V cn = kVarC ? splat<V>(Crow[n]) : p.C[n];
-      const V e = simd::vexp(dt * p.A[n]);
+      const V e = simd::vexp2(dt * p.A2[n]);
       const V h = e * (reset ? V{} : xprev[n]) + du * bn;
       E[t * N + n] = e;
       H[t * N + n] = h;

@@ -205,22 +205,25 @@ TEST_CASE("selective_scan under CPU autocast: activations low precision, states 
 
 TEST_CASE("simd exp and softplus stay within a few ulp of libm", "[simd]") {
   using mft::simd::VF;
-  double worst_exp = 0, worst_softplus = 0, worst_sigmoid = 0;
+  double worst_exp = 0, worst_exp2 = 0, worst_softplus = 0, worst_sigmoid = 0;
   for (int i = -2000; i < 2000; ++i) {
     VF x;
     for (int k = 0; k < mft::simd::kLanes; ++k) x[k] = float(i * 0.043 + k * 0.0013);
-    const VF e = mft::simd::vexp(x), s = mft::simd::vsoftplus(x), g = mft::simd::vsigmoid(x);
+    const VF e = mft::simd::vexp(x), e2 = mft::simd::vexp2(x), s = mft::simd::vsoftplus(x), g = mft::simd::vsigmoid(x);
     for (int k = 0; k < mft::simd::kLanes; ++k) {
       const double xe = std::exp(double(x[k])), xs = std::log1p(std::exp(double(x[k])));
       const double xg = 1.0 / (1.0 + std::exp(-double(x[k])));
       worst_exp = std::max(worst_exp, std::abs(e[k] - xe) / xe);
+      const double xe2 = std::exp2(double(x[k]));
+      if (xe2 > 1.2e-38) worst_exp2 = std::max(worst_exp2, std::abs(e2[k] - xe2) / xe2);  // normal results
       worst_softplus = std::max(worst_softplus, std::abs(s[k] - xs) / xs);
       worst_sigmoid = std::max(worst_sigmoid, std::abs(g[k] - xg) / xg);
     }
   }
-  INFO("exp " << worst_exp << " softplus " << worst_softplus << " sigmoid " << worst_sigmoid);
+  INFO("exp " << worst_exp << " exp2 " << worst_exp2 << " softplus " << worst_softplus << " sigmoid " << worst_sigmoid);
   // fp32 unit roundoff 6e-8: exp within 4 ulp, softplus (exp, log1p and an add) within 8 ulp.
   CHECK(worst_exp <= 4 * 1.2e-7);
+  CHECK(worst_exp2 <= 4 * 1.2e-7);
   CHECK(worst_softplus <= 8 * 1.2e-7);
   CHECK(worst_sigmoid <= 8 * 1.2e-7);  // exp, an add and a reciprocal (Newton-refined on AVX-512)
   VF special = mft::simd::splat<VF>(0.0f);
@@ -240,6 +243,13 @@ TEST_CASE("simd exp and softplus stay within a few ulp of libm", "[simd]") {
   CHECK((std::isinf(e[5]) && e[5] > 0));
   CHECK((std::isinf(e[6]) && e[6] > 0));
   CHECK(e[7] == 0.0f);
+  const VF e2 = mft::simd::vexp2(special);
+  CHECK(e2[0] == 0.0f);  // 2^-200
+  CHECK((std::isinf(e2[1]) && e2[1] > 0));
+  CHECK(std::isnan(e2[2]));
+  CHECK(e2[3] == 1.0f);
+  CHECK(e2[4] == 0.0f);
+  CHECK((std::isinf(e2[5]) && e2[5] > 0));
   const VF sp = mft::simd::vsoftplus(special);
   CHECK(sp[4] == 0.0f);
   CHECK((std::isinf(sp[5]) && sp[5] > 0));
