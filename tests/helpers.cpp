@@ -7,11 +7,16 @@ namespace mft::test {
 
 double unit_roundoff(at::ScalarType dtype) {
   switch (dtype) {
-    case at::kDouble: return std::ldexp(1.0, -53);
-    case at::kFloat: return std::ldexp(1.0, -24);
-    case at::kBFloat16: return std::ldexp(1.0, -8);
-    case at::kHalf: return std::ldexp(1.0, -11);
-    default: return 1.0;
+    case at::kDouble:
+      return std::ldexp(1.0, -53);
+    case at::kFloat:
+      return std::ldexp(1.0, -24);
+    case at::kBFloat16:
+      return std::ldexp(1.0, -8);
+    case at::kHalf:
+      return std::ldexp(1.0, -11);
+    default:
+      return 1.0;
   }
 }
 

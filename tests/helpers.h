@@ -11,7 +11,9 @@
 namespace mft::test {
 
 // An optional op argument from a possibly undefined tensor.
-inline OptTensor opt(const at::Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
+inline OptTensor opt(const at::Tensor& t) {
+  return t.defined() ? OptTensor(t) : std::nullopt;
+}
 
 // Unit roundoff of a dtype (half the distance from 1 to the next representable number).
 double unit_roundoff(at::ScalarType dtype);

@@ -16,7 +16,9 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("--dtype", opt->dtype, "fp32, bf16 or fp16")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
-  sub->add_option("--repeats", opt->repeats, "Timed repeats (median)")->check(CLI::PositiveNumber)->capture_default_str();
+  sub->add_option("--repeats", opt->repeats, "Timed repeats (median)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   sub->add_option("--eager-repeats", opt->eager_repeats, "Timed repeats of the eager baseline")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

@@ -17,7 +17,9 @@
 #include <vector>
 
 namespace {
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+std::string first_line(const std::string& s) {
+  return s.substr(0, s.find('\n'));
+}
 
 int fail(const std::string& message) {
   fmt::print(stderr, "mamba-ft: error: {}\n", first_line(message));

@@ -12,11 +12,11 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <functional>
 #include <stdexcept>
-#include <atomic>
 
 namespace mft::bench {
 namespace {
@@ -204,7 +204,9 @@ BenchRow bench_conv(const BenchOptions& opt, int64_t batch, int64_t seqlen) {
   return row;
 }
 
-std::string ratio(double num, double den) { return den > 0 && num > 0 ? fmt::format("{:.2f}", num / den) : "-"; }
+std::string ratio(double num, double den) {
+  return den > 0 && num > 0 ? fmt::format("{:.2f}", num / den) : "-";
+}
 }  // namespace
 
 // Best of `repeats` runs: the floor is what the machine can do at its best.
@@ -259,7 +261,9 @@ std::vector<BenchRow> run_op_bench(const BenchOptions& opt, const ExpRate& rate)
   counting_allocator();
   std::vector<BenchRow> rows;
   const size_t total = 2 * opt.seqlens.size() * opt.batches.size();
-  auto progress = [&] { fmt::print(stderr, "\rbench: {}/{} {} {}", rows.size(), total, rows.back().op, rows.back().shape); };
+  auto progress = [&] {
+    fmt::print(stderr, "\rbench: {}/{} {} {}", rows.size(), total, rows.back().op, rows.back().shape);
+  };
   for (int64_t seqlen : opt.seqlens) {
     for (int64_t batch : opt.batches) {
       rows.push_back(bench_scan(opt, rate, batch, seqlen));
@@ -275,9 +279,10 @@ std::vector<BenchRow> run_op_bench(const BenchOptions& opt, const ExpRate& rate)
 void report(const BenchOptions& opt, const ExpRate& rate, const std::vector<BenchRow>& rows) {
   fmt::print("machine: {} | threads {} | LibTorch {} | dtype {} | median of {} (eager: {})\n", cpu_model(),
              at::get_num_threads(), TORCH_VERSION, opt.dtype, opt.repeats, opt.eager_repeats);
-  fmt::print("vectorised exp rate (best of 7): mft exp {:.2f} G/s, mft exp2 {:.2f} G/s, ATen exp {:.2f} G/s "
-             "(floor uses the fastest)\n",
-             rate.ours_per_s * 1e-9, rate.ours2_per_s * 1e-9, rate.aten_per_s * 1e-9);
+  fmt::print(
+      "vectorised exp rate (best of 7): mft exp {:.2f} G/s, mft exp2 {:.2f} G/s, ATen exp {:.2f} G/s "
+      "(floor uses the fastest)\n",
+      rate.ours_per_s * 1e-9, rate.ours2_per_s * 1e-9, rate.aten_per_s * 1e-9);
   fmt::print("{:<15} {:<22} {:>9} {:>10} {:>7} {:>9} {:>9} {:>8} {:>10} {:>10} {:>9} {:>9}\n", "op", "shape", "fwd ms",
              "fwd+bwd ms", "GB/s", "floor ms", "floor/fwd", "fb/fwd", "eager fwd", "eager f+b", "x fwd", "x f+b");
   for (const auto& r : rows) {
@@ -290,9 +295,10 @@ void report(const BenchOptions& opt, const ExpRate& rate, const std::vector<Benc
   }
   for (const auto& r : rows) {
     if (r.op == "selective_scan") {
-      fmt::print("memory {} {}: workspace of fwd+bwd beyond inputs, out and gradients {:.1f} MiB "
-                 "(storing every state would take {:.1f} MiB)\n",
-                 r.op, r.shape, r.extra_mem_mb, r.naive_state_mb);
+      fmt::print(
+          "memory {} {}: workspace of fwd+bwd beyond inputs, out and gradients {:.1f} MiB "
+          "(storing every state would take {:.1f} MiB)\n",
+          r.op, r.shape, r.extra_mem_mb, r.naive_state_mb);
     }
   }
   fmt::print("goals: scan floor/fwd >= 0.50, fb/fwd <= 4, x fwd (speed-up vs eager) > 3\n");

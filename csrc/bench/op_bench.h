@@ -12,24 +12,24 @@ namespace mft::bench {
 struct BenchOptions {
   std::vector<int64_t> batches{1, 4};
   std::vector<int64_t> seqlens{512, 2048};
-  int64_t dim = 1536;      // Mamba-130m: d_inner = 2 * 768
+  int64_t dim = 1536;  // Mamba-130m: d_inner = 2 * 768
   int64_t dstate = 16;
   int64_t conv_width = 4;
   std::string dtype = "fp32";
-  int repeats = 5;         // timed repeats per measurement (median reported)
-  int eager_repeats = 1;   // the eager baseline is slow: fewer repeats
+  int repeats = 5;        // timed repeats per measurement (median reported)
+  int eager_repeats = 1;  // the eager baseline is slow: fewer repeats
   bool eager = true;
-  std::string csv_path;    // also write rows as CSV when set
+  std::string csv_path;  // also write rows as CSV when set
 };
 
 struct BenchRow {
   std::string op, shape, dtype;
-  double fwd_ms = 0, fwdbwd_ms = 0;          // optimised op (median)
+  double fwd_ms = 0, fwdbwd_ms = 0;              // optimised op (median)
   double eager_fwd_ms = 0, eager_fwdbwd_ms = 0;  // eager reference (0 when skipped)
-  double fwd_gbps = 0;                        // minimum bytes moved / forward time
-  double floor_ms = 0;                        // exp floor (scan only)
-  double extra_mem_mb = 0;                    // fwd+bwd workspace beyond inputs, out and grads
-  double naive_state_mb = 0;                  // what storing every state would take (B*D*L*N*4)
+  double fwd_gbps = 0;                           // minimum bytes moved / forward time
+  double floor_ms = 0;                           // exp floor (scan only)
+  double extra_mem_mb = 0;                       // fwd+bwd workspace beyond inputs, out and grads
+  double naive_state_mb = 0;                     // what storing every state would take (B*D*L*N*4)
 };
 
 struct ExpRate {

@@ -16,8 +16,8 @@ std::string shape_str(at::IntArrayRef sizes) {
 
 void check_floating(const at::Tensor& t, const char* op, const char* name) {
   const auto st = t.scalar_type();
-  TORCH_CHECK(st == at::kFloat || st == at::kHalf || st == at::kBFloat16 || st == at::kDouble, op, ": ",
-              name, " must be float32, float16 or bfloat16 (float64 for checks); got ", st);
+  TORCH_CHECK(st == at::kFloat || st == at::kHalf || st == at::kBFloat16 || st == at::kDouble, op, ": ", name,
+              " must be float32, float16 or bfloat16 (float64 for checks); got ", st);
 }
 
 void check_dim(const at::Tensor& t, int64_t dims, const char* op, const char* name, const char* layout) {
@@ -25,10 +25,9 @@ void check_dim(const at::Tensor& t, int64_t dims, const char* op, const char* na
               shape_str(t.sizes()));
 }
 
-void check_sizes(const at::Tensor& t, at::IntArrayRef expected, const char* op, const char* name,
-                 const char* layout) {
-  TORCH_CHECK(t.sizes() == expected, op, ": ", name, " must be ", layout, " = ", shape_str(expected),
-              "; got ", shape_str(t.sizes()));
+void check_sizes(const at::Tensor& t, at::IntArrayRef expected, const char* op, const char* name, const char* layout) {
+  TORCH_CHECK(t.sizes() == expected, op, ": ", name, " must be ", layout, " = ", shape_str(expected), "; got ",
+              shape_str(t.sizes()));
 }
 
 void check_dtype(const at::Tensor& t, at::ScalarType dtype, const char* op, const char* name) {
@@ -36,8 +35,8 @@ void check_dtype(const at::Tensor& t, at::ScalarType dtype, const char* op, cons
 }
 
 void check_device(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name) {
-  TORCH_CHECK(t.device() == like.device(), op, ": ", name, " must be on ", like.device(), " like the other inputs; got ",
-              t.device());
+  TORCH_CHECK(t.device() == like.device(), op, ": ", name, " must be on ", like.device(),
+              " like the other inputs; got ", t.device());
 }
 
 void check_finite(const at::Tensor& t, const char* op, const char* name) {

@@ -19,8 +19,7 @@ void check_floating(const at::Tensor& t, const char* op, const char* name);
 void check_dim(const at::Tensor& t, int64_t dims, const char* op, const char* name, const char* layout);
 
 // Throws unless t.sizes() == expected.
-void check_sizes(const at::Tensor& t, at::IntArrayRef expected, const char* op, const char* name,
-                 const char* layout);
+void check_sizes(const at::Tensor& t, at::IntArrayRef expected, const char* op, const char* name, const char* layout);
 
 // Throws unless t.scalar_type() == dtype.
 void check_dtype(const at::Tensor& t, at::ScalarType dtype, const char* op, const char* name);

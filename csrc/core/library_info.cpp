@@ -3,10 +3,10 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <dlfcn.h>
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
-#include <dlfcn.h>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -17,7 +17,9 @@
 
 namespace mft {
 
-std::string version() { return MFT_VERSION; }
+std::string version() {
+  return MFT_VERSION;
+}
 
 std::string op_library_path() {
   Dl_info info{};

@@ -19,8 +19,8 @@ bool built_with_cuda();
 int kernel_threads_used();
 
 struct RegisteredOp {
-  std::string name;                 // "mft::selective_scan"
-  std::vector<std::string> keys;    // backends with a kernel: "CPU", "CUDA", "Autograd", "AutocastCPU", ...
+  std::string name;               // "mft::selective_scan"
+  std::vector<std::string> keys;  // backends with a kernel: "CPU", "CUDA", "Autograd", "AutocastCPU", ...
 };
 
 // Every mft:: op in the dispatcher, sorted by name.

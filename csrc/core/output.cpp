@@ -18,8 +18,12 @@ std::atomic<bool>& poison_flag() {
 }
 }  // namespace
 
-void set_poison_outputs(bool on) { poison_flag() = on; }
-bool poison_outputs() { return poison_flag(); }
+void set_poison_outputs(bool on) {
+  poison_flag() = on;
+}
+bool poison_outputs() {
+  return poison_flag();
+}
 
 at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   if (poison_outputs() && at::isFloatingType(c10::typeMetaToScalarType(options.dtype()))) {
@@ -28,6 +32,8 @@ at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   return at::empty(sizes, options);
 }
 
-at::Tensor new_output_like(const at::Tensor& like) { return new_output(like.sizes(), like.options()); }
+at::Tensor new_output_like(const at::Tensor& like) {
+  return new_output(like.sizes(), like.options());
+}
 
 }  // namespace mft

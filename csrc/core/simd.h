@@ -28,15 +28,24 @@ typedef float VF __attribute__((vector_size(kLanes * sizeof(float))));
 typedef double VD __attribute__((vector_size(kLanes * sizeof(double))));
 typedef int32_t VI __attribute__((vector_size(kLanes * sizeof(int32_t))));
 
-template <typename S> struct VecOf;
-template <> struct VecOf<float> { using type = VF; };
-template <> struct VecOf<double> { using type = VD; };
-template <typename S> using Vec = typename VecOf<S>::type;
+template <typename S>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  using type = VF;
+};
+template <>
+struct VecOf<double> {
+  using type = VD;
+};
+template <typename S>
+using Vec = typename VecOf<S>::type;
 
 // Broadcast. (Not `V{} + s`: without -ffast-math GCC cannot drop the + 0 (it would turn -0 into +0)
 // and emits a scalar add plus a register broadcast on the shuffle port; a lane loop is built through
 // the stack. The intrinsic is one broadcast load.)
-template <typename V> inline V splat(decltype(V{}[0]) s) {
+template <typename V>
+inline V splat(decltype(V{}[0]) s) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<V, VF>) return (VF)_mm512_set1_ps(s);
   if constexpr (std::is_same_v<V, VD>) {
@@ -50,17 +59,28 @@ template <typename V> inline V splat(decltype(V{}[0]) s) {
   return V{} + s;
 }
 
-template <typename V> inline auto hsum(V v) {
+template <typename V>
+inline auto hsum(V v) {
   auto s = v[0];
   for (int k = 1; k < kLanes; ++k) s += v[k];
   return s;
 }
 
-inline VF bitcast_f(VI v) { VF r; std::memcpy(&r, &v, sizeof r); return r; }
-inline VI bitcast_i(VF v) { VI r; std::memcpy(&r, &v, sizeof r); return r; }
+inline VF bitcast_f(VI v) {
+  VF r;
+  std::memcpy(&r, &v, sizeof r);
+  return r;
+}
+inline VI bitcast_i(VF v) {
+  VI r;
+  std::memcpy(&r, &v, sizeof r);
+  return r;
+}
 
 // mask ? a : b per lane, with `mask` from a vector comparison, as bit operations.
-inline VF select(VI mask, VF a, VF b) { return bitcast_f((mask & bitcast_i(a)) | (~mask & bitcast_i(b))); }
+inline VF select(VI mask, VF a, VF b) {
+  return bitcast_f((mask & bitcast_i(a)) | (~mask & bitcast_i(b)));
+}
 
 // exp(x) for fp32 lanes: range reduction x = n ln2 + r, |r| <= ln2/2 (ln2 split in two for an exact
 // product), degree-6 polynomial (Cephes expf coefficients, within 2 ulp), times 2^n. Underflows to 0,
@@ -82,7 +102,7 @@ static_assert(sizeof(VF) == sizeof(__m512), "one AVX-512 register per VF");
 // so that +-inf and huge inputs reduce correctly; the constant goes first in max/min so NaN passes.
 inline VF vexp(VF x) {
   const __m512 xv = _mm512_maskz_min_ps(0xFFFF, _mm512_set1_ps(89.0f),
-                                         _mm512_maskz_max_ps(0xFFFF, _mm512_set1_ps(-104.0f), (__m512)x));
+                                        _mm512_maskz_max_ps(0xFFFF, _mm512_set1_ps(-104.0f), (__m512)x));
   const __m512 n = _mm512_maskz_roundscale_ps(0xFFFF, _mm512_mul_ps(xv, _mm512_set1_ps(1.44269504088896341f)),
                                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xv);
@@ -143,9 +163,9 @@ inline VF vexp2(VF y) {
 }
 #endif
 
-// 1 / d for finite normal d, or d = +inf -> 0 (sigmoid denominators). On AVX-512: rcp14 (14 bits) refined by one Newton step
-// (about 28 bits, below fp32 rounding) on the FMA ports instead of vdivps, whose 512-bit form has a
-// fraction of their throughput. NaN propagates.
+// 1 / d for finite normal d, or d = +inf -> 0 (sigmoid denominators). On AVX-512: rcp14 (14 bits) refined by one Newton
+// step (about 28 bits, below fp32 rounding) on the FMA ports instead of vdivps, whose 512-bit form has a fraction of
+// their throughput. NaN propagates.
 inline VF vrecip(VF d) {
 #if defined(__AVX512F__)
   VF r = (VF)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)d);
@@ -180,22 +200,35 @@ inline VF vsoftplus(VF x) {
   VF r = pos + vlog1p_01(vexp(-ax));
   return select(x > 20.0f, x, r);
 }
-inline VF vsigmoid(VF x) { return vrecip(1.0f + vexp(-x)); }
-inline VF vsilu(VF x) { return x * vsigmoid(x); }
+inline VF vsigmoid(VF x) {
+  return vrecip(1.0f + vexp(-x));
+}
+inline VF vsilu(VF x) {
+  return x * vsigmoid(x);
+}
 
 // fp64 lanes: libm per lane.
-template <typename F> inline VD per_lane(VD x, F f) {
+template <typename F>
+inline VD per_lane(VD x, F f) {
   VD r;
   for (int k = 0; k < kLanes; ++k) r[k] = f(x[k]);
   return r;
 }
-inline VD vexp(VD x) { return per_lane(x, [](double v) { return std::exp(v); }); }
-inline VD vexp2(VD y) { return per_lane(y, [](double v) { return std::exp2(v); }); }
+inline VD vexp(VD x) {
+  return per_lane(x, [](double v) { return std::exp(v); });
+}
+inline VD vexp2(VD y) {
+  return per_lane(y, [](double v) { return std::exp2(v); });
+}
 inline VD vsoftplus(VD x) {
   return per_lane(x, [](double v) { return v > 20.0 ? v : std::log1p(std::exp(v)); });
 }
-inline VD vsigmoid(VD x) { return per_lane(x, [](double v) { return 1.0 / (1.0 + std::exp(-v)); }); }
-inline VD vsilu(VD x) { return x * vsigmoid(x); }
+inline VD vsigmoid(VD x) {
+  return per_lane(x, [](double v) { return 1.0 / (1.0 + std::exp(-v)); });
+}
+inline VD vsilu(VD x) {
+  return x * vsigmoid(x);
+}
 
 // In-place silu / sigmoid' helpers over arrays (vectorised for fp32, libm for fp64).
 template <typename S, typename VFn, typename SFn>
@@ -213,7 +246,8 @@ inline void map_inplace(S* v, int64_t n, VFn vf, SFn sf) {
 }
 template <typename S>
 inline void silu_inplace(S* v, int64_t n) {
-  map_inplace(v, n, [](VF x) { return vsilu(x); }, [](S x) { return x / (S(1) + std::exp(-x)); });
+  map_inplace(
+      v, n, [](VF x) { return vsilu(x); }, [](S x) { return x / (S(1) + std::exp(-x)); });
 }
 
 }  // namespace mft::simd

@@ -54,8 +54,8 @@ at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const Op
                          const OptTensor& initial_states, bool silu, const OptTensor& seq_idx) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("mft::causal_conv1d", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, const OptTensor&,
-                                         bool, const OptTensor&)>();
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, const OptTensor&, bool,
+                                         const OptTensor&)>();
   return op.call(x, weight, bias, initial_states, silu, seq_idx);
 }
 

@@ -12,8 +12,12 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-at::Tensor or_undefined(const OptTensor& t) { return t ? *t : at::Tensor(); }
-OptTensor or_none(const at::Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
+at::Tensor or_undefined(const OptTensor& t) {
+  return t ? *t : at::Tensor();
+}
+OptTensor or_none(const at::Tensor& t) {
+  return t.defined() ? OptTensor(t) : std::nullopt;
+}
 
 class CausalConv1dFunction : public torch::autograd::Function<CausalConv1dFunction> {
  public:
@@ -33,8 +37,8 @@ class CausalConv1dFunction : public torch::autograd::Function<CausalConv1dFuncti
                          .findSchemaOrThrow("mft::causal_conv1d_backward", "")
                          .typed<ConvGrads(const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&,
                                           const OptTensor&, bool, const OptTensor&)>();
-    auto [dx, dw, db, dinit] = op.call(grads[0], s[0], s[1], or_none(s[2]), or_none(s[3]),
-                                       ctx->saved_data["silu"].toBool(), or_none(s[4]));
+    auto [dx, dw, db, dinit] =
+        op.call(grads[0], s[0], s[1], or_none(s[2]), or_none(s[3]), ctx->saved_data["silu"].toBool(), or_none(s[4]));
     return {dx, dw, db, dinit, at::Tensor(), at::Tensor()};
   }
 };
@@ -57,8 +61,14 @@ at::Tensor causal_conv1d_autocast(const at::Tensor& x, const at::Tensor& weight,
 }
 }  // namespace
 
-TORCH_LIBRARY_IMPL(mft, Autograd, m) { m.impl("causal_conv1d", &causal_conv1d_autograd); }
-TORCH_LIBRARY_IMPL(mft, AutocastCPU, m) { m.impl("causal_conv1d", &causal_conv1d_autocast<c10::DeviceType::CPU>); }
-TORCH_LIBRARY_IMPL(mft, AutocastCUDA, m) { m.impl("causal_conv1d", &causal_conv1d_autocast<c10::DeviceType::CUDA>); }
+TORCH_LIBRARY_IMPL(mft, Autograd, m) {
+  m.impl("causal_conv1d", &causal_conv1d_autograd);
+}
+TORCH_LIBRARY_IMPL(mft, AutocastCPU, m) {
+  m.impl("causal_conv1d", &causal_conv1d_autocast<c10::DeviceType::CPU>);
+}
+TORCH_LIBRARY_IMPL(mft, AutocastCUDA, m) {
+  m.impl("causal_conv1d", &causal_conv1d_autocast<c10::DeviceType::CUDA>);
+}
 
 }  // namespace mft

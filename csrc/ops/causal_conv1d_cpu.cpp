@@ -34,7 +34,9 @@ void store(const S* src, int64_t n, at::Tensor& t, int64_t at_offset) {
 }
 
 template <typename S>
-inline S sigmoid(S v) { return S(1) / (S(1) + std::exp(-v)); }
+inline S sigmoid(S v) {
+  return S(1) / (S(1) + std::exp(-v));
+}
 
 // One row's operands: xp = [initial states | x row] (W - 1 + L), weights, bias, and the tap masks.
 template <typename S>
@@ -47,7 +49,10 @@ struct ConvRow {
   void load_row(const ConvGeometry& g, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
                 const at::Tensor& init, const int32_t* seq, int64_t bi, int64_t d) {
     const int64_t pad = g.width - 1, row = bi * g.dim + d;
-    if (init.defined()) load<S>(init, row * pad, pad, xp.data()); else std::fill(xp.begin(), xp.begin() + pad, S(0));
+    if (init.defined())
+      load<S>(init, row * pad, pad, xp.data());
+    else
+      std::fill(xp.begin(), xp.begin() + pad, S(0));
     load<S>(x, row * g.seqlen, g.seqlen, xp.data() + pad);
     load<S>(weight, d * g.width, g.width, w.data());
     bias = S(0);
@@ -90,7 +95,9 @@ struct ConvOperands {
     if (i_) init = i_->contiguous();
     if (s_) seq = s_->contiguous();
   }
-  const int32_t* seq_row(int64_t b) const { return seq.defined() ? seq.const_data_ptr<int32_t>() + b * g.seqlen : nullptr; }
+  const int32_t* seq_row(int64_t b) const {
+    return seq.defined() ? seq.const_data_ptr<int32_t>() + b * g.seqlen : nullptr;
+  }
 };
 
 template <typename S>

@@ -12,9 +12,9 @@ at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const Op
   const ConvGeometry g = check_causal_conv1d_args(x, weight, bias, initial_states, seq_idx);
   const at::ScalarType cd = compute_dtype(x);
   const int64_t pad = g.width - 1;
-  const at::Tensor head = initial_states ? initial_states->to(cd)
-                                         : at::zeros({g.batch, g.dim, pad}, x.options().dtype(cd));
-  const at::Tensor xp = at::cat({head, x.to(cd)}, 2);                       // (B, D, W - 1 + L)
+  const at::Tensor head =
+      initial_states ? initial_states->to(cd) : at::zeros({g.batch, g.dim, pad}, x.options().dtype(cd));
+  const at::Tensor xp = at::cat({head, x.to(cd)}, 2);  // (B, D, W - 1 + L)
   // Document of every padded position: the initial states belong to the document of t = 0.
   at::Tensor seqp;
   if (seq_idx) seqp = at::cat({seq_idx->narrow(1, 0, 1).expand({g.batch, pad}), *seq_idx}, 1);  // (B, W - 1 + L)

@@ -18,7 +18,9 @@ constexpr const char* kConvOp = "causal_conv1d_update";
 constexpr const char* kSsmOp = "selective_state_update";
 
 // (B, D) tensor as (B, D, 1): lets the scan's chunk helpers move one timestep.
-at::Tensor as_seq(const at::Tensor& t) { return t.unsqueeze(-1); }
+at::Tensor as_seq(const at::Tensor& t) {
+  return t.unsqueeze(-1);
+}
 }  // namespace
 
 void check_causal_conv1d_update_args(const at::Tensor& x, const at::Tensor& conv_state, const at::Tensor& weight,
@@ -168,10 +170,9 @@ at::Tensor selective_state_update_impl(at::Tensor& state, const at::Tensor& x, c
   return out.squeeze(-1);
 }
 
-at::Tensor selective_state_update_cpu(at::Tensor& state, const at::Tensor& x, const at::Tensor& dt,
-                                      const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
-                                      const OptTensor& D, const OptTensor& z, const OptTensor& dt_bias,
-                                      bool dt_softplus) {
+at::Tensor selective_state_update_cpu(at::Tensor& state, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+                                      const at::Tensor& B, const at::Tensor& C, const OptTensor& D, const OptTensor& z,
+                                      const OptTensor& dt_bias, bool dt_softplus) {
   check_selective_state_update_args(state, x, dt, A, B, C, D, z, dt_bias);
   if (compute_dtype(x) == at::kDouble) {
     return selective_state_update_impl<double>(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus);
@@ -191,19 +192,21 @@ at::Tensor causal_conv1d_update(const at::Tensor& x, at::Tensor& conv_state, con
 at::Tensor selective_state_update(at::Tensor& state, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
                                   const at::Tensor& B, const at::Tensor& C, const OptTensor& D, const OptTensor& z,
                                   const OptTensor& dt_bias, bool dt_softplus) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mft::selective_state_update", "")
-                       .typed<at::Tensor(at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         const at::Tensor&, const at::Tensor&, const OptTensor&, const OptTensor&,
-                                         const OptTensor&, bool)>();
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mft::selective_state_update", "")
+          .typed<at::Tensor(at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                            const at::Tensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool)>();
   return op.call(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus);
 }
 
 TORCH_LIBRARY_FRAGMENT(mft, m) {
-  m.def("causal_conv1d_update(Tensor x, Tensor(a!) conv_state, Tensor weight, Tensor? bias=None, bool silu=False) "
-        "-> Tensor");
-  m.def("selective_state_update(Tensor(a!) state, Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, "
-        "Tensor? D=None, Tensor? z=None, Tensor? dt_bias=None, bool dt_softplus=False) -> Tensor");
+  m.def(
+      "causal_conv1d_update(Tensor x, Tensor(a!) conv_state, Tensor weight, Tensor? bias=None, bool silu=False) "
+      "-> Tensor");
+  m.def(
+      "selective_state_update(Tensor(a!) state, Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, "
+      "Tensor? D=None, Tensor? z=None, Tensor? dt_bias=None, bool dt_softplus=False) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(mft, CPU, m) {

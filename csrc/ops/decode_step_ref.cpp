@@ -11,7 +11,7 @@ at::Tensor causal_conv1d_update(const at::Tensor& x, at::Tensor& conv_state, con
   check_causal_conv1d_update_args(x, conv_state, weight, bias);
   const at::ScalarType cd = compute_dtype(x);
   const at::Tensor window = at::cat({conv_state.to(cd), x.to(cd).unsqueeze(-1)}, 2);  // (B, D, W)
-  at::Tensor out = (window * weight.to(cd).unsqueeze(0)).sum(-1);                       // (B, D)
+  at::Tensor out = (window * weight.to(cd).unsqueeze(0)).sum(-1);                     // (B, D)
   if (bias) out = out + bias->to(cd);
   if (silu) out = at::silu(out);
   conv_state.copy_(window.narrow(2, 1, conv_state.size(2)));

@@ -20,25 +20,20 @@ namespace mft {
 
 using OptTensor = std::optional<at::Tensor>;
 
-std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at::Tensor& delta,
-                                                  const at::Tensor& A, const at::Tensor& B,
-                                                  const at::Tensor& C, const OptTensor& D = {},
+std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                                                  const at::Tensor& B, const at::Tensor& C, const OptTensor& D = {},
                                                   const OptTensor& z = {}, const OptTensor& delta_bias = {},
-                                                  bool delta_softplus = false,
-                                                  const OptTensor& initial_state = {},
-                                                  bool return_last_state = false,
-                                                  const OptTensor& seq_idx = {});
+                                                  bool delta_softplus = false, const OptTensor& initial_state = {},
+                                                  bool return_last_state = false, const OptTensor& seq_idx = {});
 
 at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias = {},
-                         const OptTensor& initial_states = {}, bool silu = false,
-                         const OptTensor& seq_idx = {});
+                         const OptTensor& initial_states = {}, bool silu = false, const OptTensor& seq_idx = {});
 
 at::Tensor causal_conv1d_update(const at::Tensor& x, at::Tensor& conv_state, const at::Tensor& weight,
                                 const OptTensor& bias = {}, bool silu = false);
 
-at::Tensor selective_state_update(at::Tensor& state, const at::Tensor& x, const at::Tensor& dt,
-                                  const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
-                                  const OptTensor& D = {}, const OptTensor& z = {},
-                                  const OptTensor& dt_bias = {}, bool dt_softplus = false);
+at::Tensor selective_state_update(at::Tensor& state, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+                                  const at::Tensor& B, const at::Tensor& C, const OptTensor& D = {},
+                                  const OptTensor& z = {}, const OptTensor& dt_bias = {}, bool dt_softplus = false);
 
 }  // namespace mft

@@ -55,8 +55,10 @@ inline void transpose16x16(__m512 r[16]) {
     r[i + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, _mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
   }
   for (int c = 0; c < 4; ++c) {
-    const __m512 p = _mm512_maskz_shuffle_f32x4(0xFFFF, r[c], r[4 + c], 0x44), q = _mm512_maskz_shuffle_f32x4(0xFFFF, r[c], r[4 + c], 0xEE);
-    const __m512 u = _mm512_maskz_shuffle_f32x4(0xFFFF, r[8 + c], r[12 + c], 0x44), v = _mm512_maskz_shuffle_f32x4(0xFFFF, r[8 + c], r[12 + c], 0xEE);
+    const __m512 p = _mm512_maskz_shuffle_f32x4(0xFFFF, r[c], r[4 + c], 0x44),
+                 q = _mm512_maskz_shuffle_f32x4(0xFFFF, r[c], r[4 + c], 0xEE);
+    const __m512 u = _mm512_maskz_shuffle_f32x4(0xFFFF, r[8 + c], r[12 + c], 0x44),
+                 v = _mm512_maskz_shuffle_f32x4(0xFFFF, r[8 + c], r[12 + c], 0xEE);
     t[c] = _mm512_maskz_shuffle_f32x4(0xFFFF, p, u, 0x88);
     t[4 + c] = _mm512_maskz_shuffle_f32x4(0xFFFF, p, u, 0xDD);
     t[8 + c] = _mm512_maskz_shuffle_f32x4(0xFFFF, q, v, 0x88);

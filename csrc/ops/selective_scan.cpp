@@ -18,8 +18,7 @@ void check_state_param(const at::Tensor& t, at::ScalarType cd, at::IntArrayRef s
 }
 
 // B or C: (D, N) time-invariant, (B, N, L), or (B, G, N, L). Returns groups (0 when time-invariant).
-int64_t check_bc(const at::Tensor& t, const char* name, int64_t batch, int64_t dim, int64_t dstate,
-                 int64_t seqlen) {
+int64_t check_bc(const at::Tensor& t, const char* name, int64_t batch, int64_t dim, int64_t dstate, int64_t seqlen) {
   check_floating(t, kOp, name);
   if (t.dim() == 2) {
     check_sizes(t, {dim, dstate}, kOp, name, "time-invariant (dim, dstate)");
@@ -33,17 +32,17 @@ int64_t check_bc(const at::Tensor& t, const char* name, int64_t batch, int64_t d
               " must be (dim, dstate), (batch, dstate, seqlen) or (batch, groups, dstate, seqlen); got shape ",
               shape_str(t.sizes()));
   const int64_t groups = t.size(1);
-  TORCH_CHECK(groups >= 1 && dim % groups == 0, kOp, ": dim (", dim, ") must be divisible by the groups of ",
-              name, " (", groups, ")");
+  TORCH_CHECK(groups >= 1 && dim % groups == 0, kOp, ": dim (", dim, ") must be divisible by the groups of ", name,
+              " (", groups, ")");
   check_sizes(t, {batch, groups, dstate, seqlen}, kOp, name, "(batch, groups, dstate, seqlen)");
   return groups;
 }
 }  // namespace
 
 ScanGeometry check_selective_scan_args(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
-                                       const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
-                                       const OptTensor& z, const OptTensor& delta_bias,
-                                       const OptTensor& initial_state, const OptTensor& seq_idx) {
+                                       const at::Tensor& B, const at::Tensor& C, const OptTensor& D, const OptTensor& z,
+                                       const OptTensor& delta_bias, const OptTensor& initial_state,
+                                       const OptTensor& seq_idx) {
   check_floating(u, kOp, "u");
   check_dim(u, 3, kOp, "u", "(batch, dim, seqlen)");
   ScanGeometry g;
@@ -72,8 +71,8 @@ ScanGeometry check_selective_scan_args(const at::Tensor& u, const at::Tensor& de
   for (const auto* t : {&B, &C}) {
     TORCH_CHECK(t->dim() == 2 || (t->scalar_type() == at::kDouble) == (cd == at::kDouble), kOp,
                 ": time-varying B and C must be float64 exactly when u is; got ", t->scalar_type());
-    TORCH_CHECK(t->dim() != 2 || t->scalar_type() == cd, kOp, ": time-invariant B and C must be ", cd,
-                "; got ", t->scalar_type());
+    TORCH_CHECK(t->dim() != 2 || t->scalar_type() == cd, kOp, ": time-invariant B and C must be ", cd, "; got ",
+                t->scalar_type());
   }
   if (D) check_state_param(*D, cd, {g.dim}, "D", "(dim,)");
   if (delta_bias) {
@@ -96,15 +95,18 @@ ScanGeometry check_selective_scan_args(const at::Tensor& u, const at::Tensor& de
   for (const auto& [t, name] : {std::pair{&delta, "delta"}, {&A, "A"}, {&B, "B"}, {&C, "C"}}) {
     check_device(*t, u, kOp, name);
   }
-  for (const auto& [t, name] : {std::pair{&D, "D"}, {&z, "z"}, {&delta_bias, "delta_bias"},
-                                {&initial_state, "initial_state"}, {&seq_idx, "seq_idx"}}) {
+  for (const auto& [t, name] : {std::pair{&D, "D"},
+                                {&z, "z"},
+                                {&delta_bias, "delta_bias"},
+                                {&initial_state, "initial_state"},
+                                {&seq_idx, "seq_idx"}}) {
     if (*t) check_device(**t, u, kOp, name);
   }
   return g;
 }
 
-double selective_scan_fwd_bytes(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& B,
-                                const at::Tensor& C, const OptTensor& z) {
+double selective_scan_fwd_bytes(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& B, const at::Tensor& C,
+                                const OptTensor& z) {
   double bytes = 2.0 * u.nbytes() + delta.nbytes() + B.nbytes() + C.nbytes();  // u in, out
   if (z) bytes += z->nbytes();
   return bytes;
@@ -114,18 +116,17 @@ double selective_scan_exp_count(const ScanGeometry& g) {
   return double(g.batch) * double(g.dim) * double(g.seqlen) * double(g.dstate);
 }
 
-std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at::Tensor& delta,
-                                                  const at::Tensor& A, const at::Tensor& B,
-                                                  const at::Tensor& C, const OptTensor& D, const OptTensor& z,
-                                                  const OptTensor& delta_bias, bool delta_softplus,
+std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                                                  const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
+                                                  const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
                                                   const OptTensor& initial_state, bool return_last_state,
                                                   const OptTensor& seq_idx) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mft::selective_scan", "")
-                       .typed<std::tuple<at::Tensor, at::Tensor>(
-                           const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                           const at::Tensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool,
-                           const OptTensor&, bool, const OptTensor&)>();
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mft::selective_scan", "")
+          .typed<std::tuple<at::Tensor, at::Tensor>(
+              const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+              const OptTensor&, const OptTensor&, const OptTensor&, bool, const OptTensor&, bool, const OptTensor&)>();
   return op.call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx);
 }
 
@@ -143,7 +144,8 @@ TORCH_LIBRARY_FRAGMENT(mft, m) {
   m.def(
       "selective_scan_backward(Tensor dout, Tensor? dlast_state, Tensor u, Tensor delta, Tensor A, Tensor B, "
       "Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, bool delta_softplus, Tensor? initial_state, "
-      "Tensor? seq_idx, Tensor? checkpoints=None) -> (Tensor du, Tensor ddelta, Tensor dA, Tensor dB, Tensor dC, Tensor dD, Tensor dz, "
+      "Tensor? seq_idx, Tensor? checkpoints=None) -> (Tensor du, Tensor ddelta, Tensor dA, Tensor dB, Tensor dC, "
+      "Tensor dD, Tensor dz, "
       "Tensor ddelta_bias, Tensor dinitial_state)");
 }
 

@@ -16,26 +16,25 @@ namespace mft {
 // Sizes and B/C kinds of one validated call.
 struct ScanGeometry {
   int64_t batch = 0, dim = 0, seqlen = 0, dstate = 0;
-  int64_t groups = 1;        // groups of channels sharing B/C (1 for 3-D B/C)
+  int64_t groups = 1;               // groups of channels sharing B/C (1 for 3-D B/C)
   bool var_B = true, var_C = true;  // false: time-invariant (D, N)
 };
 
 // Throws a clear error for any bad argument; returns the geometry.
 ScanGeometry check_selective_scan_args(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
-                                       const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
-                                       const OptTensor& z, const OptTensor& delta_bias,
-                                       const OptTensor& initial_state, const OptTensor& seq_idx);
+                                       const at::Tensor& B, const at::Tensor& C, const OptTensor& D, const OptTensor& z,
+                                       const OptTensor& delta_bias, const OptTensor& initial_state,
+                                       const OptTensor& seq_idx);
 
 // Bytes the forward must read and write at least (inputs once, output once), for GB/s figures.
-double selective_scan_fwd_bytes(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& B,
-                                const at::Tensor& C, const OptTensor& z);
+double selective_scan_fwd_bytes(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& B, const at::Tensor& C,
+                                const OptTensor& z);
 // exp() evaluations the forward needs: one per (batch, dim, seqlen, dstate).
 double selective_scan_exp_count(const ScanGeometry& g);
 
 // CPU kernels (csrc/ops/selective_scan_cpu.cpp).
-std::tuple<at::Tensor, at::Tensor> selective_scan_cpu(const at::Tensor& u, const at::Tensor& delta,
-                                                      const at::Tensor& A, const at::Tensor& B,
-                                                      const at::Tensor& C, const OptTensor& D,
+std::tuple<at::Tensor, at::Tensor> selective_scan_cpu(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                                                      const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
                                                       const OptTensor& z, const OptTensor& delta_bias,
                                                       bool delta_softplus, const OptTensor& initial_state,
                                                       bool return_last_state, const OptTensor& seq_idx);
@@ -49,26 +48,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd_cpu(
 
 // Gradients in input order: du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state (undefined
 // for absent optional inputs).
-using ScanGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                             at::Tensor, at::Tensor, at::Tensor>;
-ScanGrads selective_scan_backward_cpu(const at::Tensor& dout, const OptTensor& dlast_state,
-                                      const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
-                                      const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
-                                      const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
-                                      const OptTensor& initial_state, const OptTensor& seq_idx,
-                                      const OptTensor& checkpoints);
+using ScanGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                             at::Tensor, at::Tensor>;
+ScanGrads selective_scan_backward_cpu(const at::Tensor& dout, const OptTensor& dlast_state, const at::Tensor& u,
+                                      const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
+                                      const at::Tensor& C, const OptTensor& D, const OptTensor& z,
+                                      const OptTensor& delta_bias, bool delta_softplus, const OptTensor& initial_state,
+                                      const OptTensor& seq_idx, const OptTensor& checkpoints);
 
 namespace reference {
 // The plain oracle: ATen ops in a loop over seqlen, computing in fp32 (fp64 when u is fp64);
 // differentiable by ATen's autograd. Same contract as mft::selective_scan.
-std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at::Tensor& delta,
-                                                  const at::Tensor& A, const at::Tensor& B,
-                                                  const at::Tensor& C, const OptTensor& D = {},
+std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                                                  const at::Tensor& B, const at::Tensor& C, const OptTensor& D = {},
                                                   const OptTensor& z = {}, const OptTensor& delta_bias = {},
-                                                  bool delta_softplus = false,
-                                                  const OptTensor& initial_state = {},
-                                                  bool return_last_state = false,
-                                                  const OptTensor& seq_idx = {});
+                                                  bool delta_softplus = false, const OptTensor& initial_state = {},
+                                                  bool return_last_state = false, const OptTensor& seq_idx = {});
 }  // namespace reference
 
 }  // namespace mft

@@ -16,15 +16,19 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-at::Tensor or_undefined(const OptTensor& t) { return t ? *t : at::Tensor(); }
-OptTensor or_none(const at::Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
+at::Tensor or_undefined(const OptTensor& t) {
+  return t ? *t : at::Tensor();
+}
+OptTensor or_none(const at::Tensor& t) {
+  return t.defined() ? OptTensor(t) : std::nullopt;
+}
 
 class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunction> {
  public:
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& u, const at::Tensor& delta,
-                               const at::Tensor& A, const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
-                               const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
-                               const OptTensor& initial_state, bool return_last_state, const OptTensor& seq_idx) {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                               const at::Tensor& B, const at::Tensor& C, const OptTensor& D, const OptTensor& z,
+                               const OptTensor& delta_bias, bool delta_softplus, const OptTensor& initial_state,
+                               bool return_last_state, const OptTensor& seq_idx) {
     at::AutoDispatchBelowADInplaceOrView guard;
     static auto fwd = c10::Dispatcher::singleton()
                           .findSchemaOrThrow("mft::selective_scan_fwd", "")
@@ -32,8 +36,8 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
                               const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                               const at::Tensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool,
                               const OptTensor&, bool, const OptTensor&)>();
-    auto [out, last, checkpoints] = fwd.call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
-                                             return_last_state, seq_idx);
+    auto [out, last, checkpoints] =
+        fwd.call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx);
     ctx->save_for_backward({u, delta, A, B, C, or_undefined(D), or_undefined(z), or_undefined(delta_bias),
                             or_undefined(initial_state), or_undefined(seq_idx), checkpoints});
     ctx->saved_data["delta_softplus"] = delta_softplus;
@@ -52,8 +56,8 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
                          .findSchemaOrThrow("mft::selective_scan_backward", "")
                          .typed<ScanGrads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&,
                                           const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&,
-                                          const OptTensor&, const OptTensor&, bool, const OptTensor&,
-                                          const OptTensor&, const OptTensor&)>();
+                                          const OptTensor&, const OptTensor&, bool, const OptTensor&, const OptTensor&,
+                                          const OptTensor&)>();
     auto [du, ddelta, dA, dB, dC, dD, dz, dbias, dinit] =
         op.call(dout, or_none(grads[1]), u, s[1], s[2], s[3], s[4], or_none(s[5]), or_none(s[6]), or_none(s[7]),
                 ctx->saved_data["delta_softplus"].toBool(), or_none(s[8]), or_none(s[9]), or_none(s[10]));
@@ -82,7 +86,9 @@ std::tuple<at::Tensor, at::Tensor> selective_scan_autocast(const at::Tensor& u, 
                                                            const OptTensor& seq_idx) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const at::ScalarType act = at::autocast::get_autocast_dtype(kDevice);
-  auto low = [&](const at::Tensor& t) { return t.is_floating_point() && t.scalar_type() != at::kDouble ? t.to(act) : t; };
+  auto low = [&](const at::Tensor& t) {
+    return t.is_floating_point() && t.scalar_type() != at::kDouble ? t.to(act) : t;
+  };
   auto bc = [&](const at::Tensor& t) { return t.dim() == 2 ? t : low(t); };
   OptTensor zl = z ? OptTensor(low(*z)) : std::nullopt;
   return selective_scan(low(u), low(delta), A, bc(B), bc(C), D, zl, delta_bias, delta_softplus, initial_state,
@@ -90,8 +96,14 @@ std::tuple<at::Tensor, at::Tensor> selective_scan_autocast(const at::Tensor& u, 
 }
 }  // namespace
 
-TORCH_LIBRARY_IMPL(mft, Autograd, m) { m.impl("selective_scan", &selective_scan_autograd); }
-TORCH_LIBRARY_IMPL(mft, AutocastCPU, m) { m.impl("selective_scan", &selective_scan_autocast<c10::DeviceType::CPU>); }
-TORCH_LIBRARY_IMPL(mft, AutocastCUDA, m) { m.impl("selective_scan", &selective_scan_autocast<c10::DeviceType::CUDA>); }
+TORCH_LIBRARY_IMPL(mft, Autograd, m) {
+  m.impl("selective_scan", &selective_scan_autograd);
+}
+TORCH_LIBRARY_IMPL(mft, AutocastCPU, m) {
+  m.impl("selective_scan", &selective_scan_autocast<c10::DeviceType::CPU>);
+}
+TORCH_LIBRARY_IMPL(mft, AutocastCUDA, m) {
+  m.impl("selective_scan", &selective_scan_autocast<c10::DeviceType::CUDA>);
+}
 
 }  // namespace mft

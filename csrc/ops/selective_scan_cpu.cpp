@@ -35,7 +35,9 @@ constexpr int64_t kChunk = cpu::kMaxChunk;
 // (1 MiB at N = 16 with AVX-512).
 constexpr int64_t kSegment = 256;
 static_assert(kSegment % kChunk == 0, "segments are whole chunks");
-inline int64_t num_segments(int64_t seqlen) { return (seqlen + kSegment - 1) / kSegment; }
+inline int64_t num_segments(int64_t seqlen) {
+  return (seqlen + kSegment - 1) / kSegment;
+}
 // The backward splits each (batch, group) into at most this many channel slices, each with its own
 // dB/dC partial sums: enough parallel tasks for a many-core CPU at batch 1, and a fixed split so that
 // results do not depend on the thread count.
@@ -47,15 +49,15 @@ constexpr double kSoftplusThreshold = 20.0;
 template <typename S>
 struct ScanOperands {
   ScanGeometry geo;
-  at::Tensor u, delta, z;   // (B, D, L), their own dtypes
-  at::Tensor A;             // (D, N)
-  at::Tensor Bt, Ct;        // time-varying: (B, G, L, N) compute dtype; time-invariant: (D, N)
+  at::Tensor u, delta, z;  // (B, D, L), their own dtypes
+  at::Tensor A;            // (D, N)
+  at::Tensor Bt, Ct;       // time-varying: (B, G, L, N) compute dtype; time-invariant: (D, N)
   at::Tensor D, bias, init, seq_idx;
   bool softplus = false;
 
   ScanOperands(const at::Tensor& u_, const at::Tensor& delta_, const at::Tensor& A_, const at::Tensor& B_,
-               const at::Tensor& C_, const OptTensor& D_, const OptTensor& z_, const OptTensor& bias_,
-               bool softplus_, const OptTensor& init_, const OptTensor& seq_idx_, const ScanGeometry& g)
+               const at::Tensor& C_, const OptTensor& D_, const OptTensor& z_, const OptTensor& bias_, bool softplus_,
+               const OptTensor& init_, const OptTensor& seq_idx_, const ScanGeometry& g)
       : geo(g), softplus(softplus_) {
     constexpr auto cd = c10::CppTypeToScalarType<S>::value;
     u = u_.contiguous();
@@ -93,7 +95,8 @@ inline simd::VD softplus_derivative(simd::VD r) {
 }
 
 // exp(delta A) is computed as 2^(delta A2) with A2 = A log2(e) (see simd::vexp2).
-template <typename S> inline constexpr S kLog2e = S(1.4426950408889634073599246810019);
+template <typename S>
+inline constexpr S kLog2e = S(1.4426950408889634073599246810019);
 
 // Per-block constants: A (and A2 = A log2 e), time-invariant B/C, D and delta_bias as lane vectors.
 template <typename S>
@@ -107,8 +110,14 @@ struct BlockParams {
     cpu::gather_param<S>(op.ptr(op.A), blk, N, N, A.data());
     A2.resize(N);
     for (int64_t n = 0; n < N; ++n) A2[n] = A[n] * kLog2e<S>;
-    if (!op.geo.var_B) { B.resize(N); cpu::gather_param<S>(op.ptr(op.Bt), blk, N, N, B.data()); }
-    if (!op.geo.var_C) { C.resize(N); cpu::gather_param<S>(op.ptr(op.Ct), blk, N, N, C.data()); }
+    if (!op.geo.var_B) {
+      B.resize(N);
+      cpu::gather_param<S>(op.ptr(op.Bt), blk, N, N, B.data());
+    }
+    if (!op.geo.var_C) {
+      C.resize(N);
+      cpu::gather_param<S>(op.ptr(op.Ct), blk, N, N, C.data());
+    }
     cpu::gather_param<S>(op.ptr(op.D), blk, 1, 1, &D);
     cpu::gather_param<S>(op.ptr(op.bias), blk, 1, 1, &bias);
   }
@@ -116,8 +125,8 @@ struct BlockParams {
 
 // Loads u and delta' = softplus(delta + bias) for one chunk; raw keeps delta + bias (for the backward).
 template <typename S>
-void load_u_dt(const ScanOperands<S>& op, const BlockParams<S>& p, const ChannelBlock& blk, int64_t t0,
-               int64_t T, Vec<S>* ub, Vec<S>* dtb, Vec<S>* raw) {
+void load_u_dt(const ScanOperands<S>& op, const BlockParams<S>& p, const ChannelBlock& blk, int64_t t0, int64_t T,
+               Vec<S>* ub, Vec<S>* dtb, Vec<S>* raw) {
   cpu::gather_chunk<S>(op.u, blk, t0, T, ub);
   cpu::gather_chunk<S>(op.delta, blk, t0, T, dtb);
   for (int64_t t = 0; t < T; ++t) {
@@ -188,8 +197,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_impl(const ScanOperands<S
   const auto sopt = op.u.options().dtype(cd);
   at::Tensor out = new_output(op.u.sizes(), op.u.options());
   at::Tensor last = return_last_state ? new_output({g.batch, g.dim, g.dstate}, sopt) : at::empty({0}, sopt);
-  at::Tensor ck = save_checkpoints ? new_output({g.batch, g.dim, num_segments(g.seqlen), g.dstate}, sopt)
-                                   : at::empty({0}, sopt);
+  at::Tensor ck =
+      save_checkpoints ? new_output({g.batch, g.dim, num_segments(g.seqlen), g.dstate}, sopt) : at::empty({0}, sopt);
   S* last_ptr = return_last_state ? last.mutable_data_ptr<S>() : nullptr;
   S* ck_ptr = save_checkpoints ? ck.mutable_data_ptr<S>() : nullptr;
   const int64_t bpg = cpu::blocks_per_group(g.dim, g.groups);
@@ -208,11 +217,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_impl(const ScanOperands<S
 // Backward
 template <typename S>
 struct ScanGradBuffers {
-  at::Tensor dout, dlast, ck;              // (B, D, L) out dtype; (B, D, N) or undefined; (B, D, nseg, N) or undefined
-  at::Tensor du, ddelta, dz;               // like u, delta, z
-  at::Tensor dA_part, dD_part, dbias_part; // (B, D, N), (B, D), (B, D): summed over batch at the end
-  at::Tensor dB_part, dC_part;             // time-varying: (slices, B, G, L, N); invariant: (B, D, N)
-  at::Tensor dinit;                        // (B, D, N)
+  at::Tensor dout, dlast, ck;               // (B, D, L) out dtype; (B, D, N) or undefined; (B, D, nseg, N) or undefined
+  at::Tensor du, ddelta, dz;                // like u, delta, z
+  at::Tensor dA_part, dD_part, dbias_part;  // (B, D, N), (B, D), (B, D): summed over batch at the end
+  at::Tensor dB_part, dC_part;              // time-varying: (slices, B, G, L, N); invariant: (B, D, N)
+  at::Tensor dinit;                         // (B, D, N)
   int64_t slices = 1;
 };
 
@@ -256,12 +265,20 @@ void recompute_checkpoints(const ScanOperands<S>& op, BlockAdjoint<S>& a) {
 template <typename S>
 struct SegmentBuffers {
   using V = Vec<S>;
-  std::vector<V> H, E, dBv, dCv;                          // (steps, N)
-  std::vector<V> ub, dtb, raw, zb, gob, yb;               // (steps)
+  std::vector<V> H, E, dBv, dCv;             // (steps, N)
+  std::vector<V> ub, dtb, raw, zb, gob, yb;  // (steps)
   // steps = min(kSegment, seqlen): short sequences do not pay for a whole segment.
   SegmentBuffers(int64_t N, int64_t steps)
-      : H(steps * N), E(steps * N), dBv(steps * N), dCv(steps * N), ub(steps), dtb(steps), raw(steps), zb(steps),
-        gob(steps), yb(steps) {}
+      : H(steps * N),
+        E(steps * N),
+        dBv(steps * N),
+        dCv(steps * N),
+        ub(steps),
+        dtb(steps),
+        raw(steps),
+        zb(steps),
+        gob(steps),
+        yb(steps) {}
 };
 
 // Backward of one block over steps [t0, t0 + T) of segment `s`, given the adjoint carried from later
@@ -328,10 +345,16 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
       const V cn = kVarC ? splat<V>(Crow[n]) : p.C[n];
       const V G = a.carry[n] + dy * cn;  // dLoss/dx_t
       const V dyh = dy * H[t * N + n];
-      if constexpr (kVarC) dCrow[n] += dyh; else a.dC[n] += dyh;
+      if constexpr (kVarC)
+        dCrow[n] += dyh;
+      else
+        a.dC[n] += dyh;
       const V gdt = G * dt;
       du += gdt * bn;
-      if constexpr (kVarB) dBrow[n] += gdt * uv; else a.dB[n] += gdt * uv;
+      if constexpr (kVarB)
+        dBrow[n] += gdt * uv;
+      else
+        a.dB[n] += gdt * uv;
       ddt += G * uv * bn;
       if (reset) {
         a.carry[n] = V{};
@@ -405,7 +428,8 @@ void backward_slice(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, int64_t b
   }
   for (auto& a : blocks) {
     const int64_t bN = b * g.dim * N;
-    if (gb.dinit.defined()) cpu::scatter_param<S>(a.carry.data(), a.blk, N, N, gb.dinit.template mutable_data_ptr<S>() + bN);
+    if (gb.dinit.defined())
+      cpu::scatter_param<S>(a.carry.data(), a.blk, N, N, gb.dinit.template mutable_data_ptr<S>() + bN);
     cpu::scatter_param<S>(a.dA.data(), a.blk, N, N, gb.dA_part.template mutable_data_ptr<S>() + bN);
     if (!kVarB) cpu::scatter_param<S>(a.dB.data(), a.blk, N, N, gb.dB_part.template mutable_data_ptr<S>() + bN);
     if (!kVarC) cpu::scatter_param<S>(a.dC.data(), a.blk, N, N, gb.dC_part.template mutable_data_ptr<S>() + bN);
@@ -416,8 +440,8 @@ void backward_slice(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, int64_t b
 
 // dB/dC partials (slices, B, G, L, N) or (B, D, N) -> the layout and dtype of the input B/C.
 at::Tensor finish_bc_grad(const at::Tensor& part, const at::Tensor& like, bool var) {
-  if (!var) return part.sum(0).to(like.scalar_type());                   // (D, N)
-  at::Tensor g = part.sum(0).transpose(2, 3);                            // (B, G, N, L)
+  if (!var) return part.sum(0).to(like.scalar_type());  // (D, N)
+  at::Tensor g = part.sum(0).transpose(2, 3);           // (B, G, N, L)
   if (like.dim() == 3) g = g.squeeze(1);
   return g.to(like.scalar_type()).contiguous();
 }
@@ -459,26 +483,36 @@ ScanGrads backward_impl(const ScanOperands<S>& op, const at::Tensor& dout, const
   });
   at::Tensor dD = op.D.defined() ? gb.dD_part.sum(0) : at::Tensor();
   at::Tensor dbias = op.bias.defined() ? gb.dbias_part.sum(0) : at::Tensor();
-  return {gb.du, gb.ddelta, gb.dA_part.sum(0), finish_bc_grad(gb.dB_part, B, g.var_B),
-          finish_bc_grad(gb.dC_part, C, g.var_C), dD, gb.dz, dbias, gb.dinit};
+  return {gb.du,
+          gb.ddelta,
+          gb.dA_part.sum(0),
+          finish_bc_grad(gb.dB_part, B, g.var_B),
+          finish_bc_grad(gb.dC_part, C, g.var_C),
+          dD,
+          gb.dz,
+          dbias,
+          gb.dinit};
 }
-std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_forward(
-    const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
-    const OptTensor& D, const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
-    const OptTensor& initial_state, bool return_last_state, const OptTensor& seq_idx, const ScanGeometry& g,
-    bool save_checkpoints) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_forward(const at::Tensor& u, const at::Tensor& delta,
+                                                            const at::Tensor& A, const at::Tensor& B,
+                                                            const at::Tensor& C, const OptTensor& D, const OptTensor& z,
+                                                            const OptTensor& delta_bias, bool delta_softplus,
+                                                            const OptTensor& initial_state, bool return_last_state,
+                                                            const OptTensor& seq_idx, const ScanGeometry& g,
+                                                            bool save_checkpoints) {
   if (compute_dtype(u) == at::kDouble) {
-    return forward_impl(ScanOperands<double>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
-                        return_last_state, save_checkpoints);
+    return forward_impl(
+        ScanOperands<double>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
+        return_last_state, save_checkpoints);
   }
-  return forward_impl(ScanOperands<float>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
-                      return_last_state, save_checkpoints);
+  return forward_impl(
+      ScanOperands<float>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
+      return_last_state, save_checkpoints);
 }
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> selective_scan_cpu(const at::Tensor& u, const at::Tensor& delta,
-                                                      const at::Tensor& A, const at::Tensor& B,
-                                                      const at::Tensor& C, const OptTensor& D,
+std::tuple<at::Tensor, at::Tensor> selective_scan_cpu(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                                                      const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
                                                       const OptTensor& z, const OptTensor& delta_bias,
                                                       bool delta_softplus, const OptTensor& initial_state,
                                                       bool return_last_state, const OptTensor& seq_idx) {
@@ -493,16 +527,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd_cpu(
     const OptTensor& D, const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
     const OptTensor& initial_state, bool return_last_state, const OptTensor& seq_idx) {
   const ScanGeometry g = check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx);
-  return scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx,
-                      g, true);
+  return scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx, g,
+                      true);
 }
 
 ScanGrads selective_scan_backward_cpu(const at::Tensor& dout, const OptTensor& dlast_state, const at::Tensor& u,
                                       const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
                                       const at::Tensor& C, const OptTensor& D, const OptTensor& z,
-                                      const OptTensor& delta_bias, bool delta_softplus,
-                                      const OptTensor& initial_state, const OptTensor& seq_idx,
-                                      const OptTensor& checkpoints) {
+                                      const OptTensor& delta_bias, bool delta_softplus, const OptTensor& initial_state,
+                                      const OptTensor& seq_idx, const OptTensor& checkpoints) {
   const ScanGeometry g = check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx);
   constexpr const char* kOp = "selective_scan_backward";
   if (checkpoints && checkpoints->numel() > 0) {
@@ -519,11 +552,13 @@ ScanGrads selective_scan_backward_cpu(const at::Tensor& dout, const OptTensor& d
     check_device(*dlast_state, u, kOp, "dlast_state");
   }
   if (compute_dtype(u) == at::kDouble) {
-    return backward_impl(ScanOperands<double>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
-                         dout, dlast_state, checkpoints, B, C);
+    return backward_impl(
+        ScanOperands<double>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g), dout,
+        dlast_state, checkpoints, B, C);
   }
-  return backward_impl(ScanOperands<float>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g),
-                       dout, dlast_state, checkpoints, B, C);
+  return backward_impl(
+      ScanOperands<float>(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, g), dout,
+      dlast_state, checkpoints, B, C);
 }
 
 }  // namespace mft

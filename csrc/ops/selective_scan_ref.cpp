@@ -11,23 +11,22 @@ namespace {
 // B or C at time t as (batch, dim, dstate), from (D, N), (B, N, L) or (B, G, N, L).
 at::Tensor bc_at(const at::Tensor& bc, int64_t t, int64_t batch, int64_t dim) {
   if (bc.dim() == 2) return bc.unsqueeze(0).expand({batch, dim, bc.size(1)});
-  const at::Tensor bc4 = bc.dim() == 3 ? bc.unsqueeze(1) : bc;            // (B, G, N, L)
+  const at::Tensor bc4 = bc.dim() == 3 ? bc.unsqueeze(1) : bc;  // (B, G, N, L)
   const int64_t groups = bc4.size(1), dstate = bc4.size(2);
-  const at::Tensor now = bc4.select(3, t);                                   // (B, G, N)
+  const at::Tensor now = bc4.select(3, t);  // (B, G, N)
   return now.unsqueeze(2).expand({batch, groups, dim / groups, dstate}).reshape({batch, dim, dstate});
 }
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at::Tensor& delta,
-                                                  const at::Tensor& A, const at::Tensor& B,
-                                                  const at::Tensor& C, const OptTensor& D, const OptTensor& z,
-                                                  const OptTensor& delta_bias, bool delta_softplus,
+std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                                                  const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
+                                                  const OptTensor& z, const OptTensor& delta_bias, bool delta_softplus,
                                                   const OptTensor& initial_state, bool return_last_state,
                                                   const OptTensor& seq_idx) {
   const ScanGeometry g = check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx);
   const at::ScalarType cd = compute_dtype(u);
-  const at::Tensor uc = u.to(cd);                                            // (B, D, L)
-  at::Tensor dt = delta.to(cd);                                              // (B, D, L)
+  const at::Tensor uc = u.to(cd);  // (B, D, L)
+  at::Tensor dt = delta.to(cd);    // (B, D, L)
   if (delta_bias) dt = dt + delta_bias->to(cd).unsqueeze(-1);
   if (delta_softplus) dt = at::softplus(dt);
   const at::Tensor Bc = B.to(cd), Cc = C.to(cd), Ac = A.to(cd);
@@ -41,12 +40,12 @@ std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at:
       const at::Tensor same = seq_idx->select(1, t).eq(seq_idx->select(1, t - 1));  // (B,)
       x = x * same.to(cd).view({g.batch, 1, 1});
     }
-    const at::Tensor dt_t = dt.select(2, t).unsqueeze(-1);                  // (B, D, 1)
-    const at::Tensor u_t = uc.select(2, t).unsqueeze(-1);                   // (B, D, 1)
+    const at::Tensor dt_t = dt.select(2, t).unsqueeze(-1);                   // (B, D, 1)
+    const at::Tensor u_t = uc.select(2, t).unsqueeze(-1);                    // (B, D, 1)
     x = at::exp(dt_t * Ac) * x + dt_t * u_t * bc_at(Bc, t, g.batch, g.dim);  // (B, D, N)
-    ys.push_back((x * bc_at(Cc, t, g.batch, g.dim)).sum(-1));               // (B, D)
+    ys.push_back((x * bc_at(Cc, t, g.batch, g.dim)).sum(-1));                // (B, D)
   }
-  at::Tensor y = at::stack(ys, 2);                                           // (B, D, L)
+  at::Tensor y = at::stack(ys, 2);  // (B, D, L)
   if (D) y = y + D->to(cd).unsqueeze(-1) * uc;
   if (z) y = y * at::silu(z->to(cd));
   at::Tensor last = return_last_state ? x : at::empty({0}, u.options().dtype(cd));

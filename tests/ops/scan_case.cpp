@@ -11,7 +11,9 @@ namespace mft::test {
 std::string ScanCase::describe() const {
   std::ostringstream s;
   s << "b" << batch << " d" << dim << " n" << dstate << " l" << seqlen << " "
-    << (bc == BcKind::Variable ? "BC(b,n,l)" : bc == BcKind::Grouped ? "BC(b,g,n,l) g=" + std::to_string(groups) : "BC(d,n)")
+    << (bc == BcKind::Variable  ? "BC(b,n,l)"
+        : bc == BcKind::Grouped ? "BC(b,g,n,l) g=" + std::to_string(groups)
+                                : "BC(d,n)")
     << " " << dtype << (has_D ? " D" : "") << (has_z ? " z" : "") << (has_bias ? " bias" : "")
     << (softplus ? " softplus" : "") << (has_init ? " init" : "") << (last ? " last" : "")
     << (has_seq_idx ? " seq_idx" : "") << (non_contiguous ? " strided" : "");
@@ -72,7 +74,9 @@ ScanInputs ScanInputs::to_double() const {
   return d;
 }
 
-std::vector<at::Tensor*> ScanInputs::leaves() { return {&u, &delta, &A, &B, &C, &D, &z, &bias, &init}; }
+std::vector<at::Tensor*> ScanInputs::leaves() {
+  return {&u, &delta, &A, &B, &C, &D, &z, &bias, &init};
+}
 std::vector<std::string> ScanInputs::leaf_names() const {
   return {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"};
 }
@@ -82,8 +86,8 @@ ScanResult run_scan(ScanInputs in, Impl impl, const at::Tensor& w_out, const at:
     if (t->defined()) *t = t->detach().requires_grad_(true);
   }
   auto fn = impl == Impl::Ops ? &mft::selective_scan : &mft::reference::selective_scan;
-  auto [out, last] = fn(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias), in.softplus,
-                        opt(in.init), in.last, opt(in.seq_idx));
+  auto [out, last] = fn(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias), in.softplus, opt(in.init),
+                        in.last, opt(in.seq_idx));
   at::Tensor loss = (out.to(at::kDouble) * w_out).sum();
   if (in.last) loss = loss + (last.to(at::kDouble) * w_last).sum();
   loss.backward();

@@ -5,8 +5,8 @@
 #include "ops/causal_conv1d.h"
 
 #include <ATen/autocast_mode.h>
-#include <catch2/catch.hpp>
 #include <torch/autograd.h>
+#include <catch2/catch.hpp>
 
 #include <sstream>
 
@@ -49,7 +49,6 @@ struct ConvResult {
   at::Tensor out;
   std::vector<at::Tensor> grads;
 };
-
 
 ConvResult run(ConvInputs in, bool reference, bool silu, const at::Tensor& w_out) {
   for (auto* t : in.leaves()) {
@@ -131,7 +130,11 @@ TEST_CASE("causal_conv1d gradients match fp64 central finite differences", "[cau
       ConvInputs in = make(c);
       const at::Tensor w_out = at::randn({c.batch, c.dim, c.seqlen}, at::kDouble);
       const ConvResult analytic = run(in, false, true, w_out);
-      auto loss = [&] { return (mft::causal_conv1d(in.x, in.w, opt(in.b), opt(in.init), true, opt(in.seq)) * w_out).sum().item<double>(); };
+      auto loss = [&] {
+        return (mft::causal_conv1d(in.x, in.w, opt(in.b), opt(in.init), true, opt(in.seq)) * w_out)
+            .sum()
+            .item<double>();
+      };
       auto leaves = in.leaves();
       for (size_t k = 0; k < leaves.size(); ++k) {
         if (!leaves[k]->defined()) continue;

@@ -49,8 +49,8 @@ TEST_CASE("selective_state_update stepped over a sequence equals selective_scan"
         c.has_z = has_z;
         at::manual_seed(c.seqlen + has_z);
         const ScanInputs in = ScanInputs::make(c);
-        const auto [full, last] = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias),
-                                                      true, opt(in.init), true);
+        const auto [full, last] = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z),
+                                                      opt(in.bias), true, opt(in.init), true);
         at::Tensor state = in.init.clone(), state_ref = in.init.clone();
         std::vector<at::Tensor> steps;
         for (int64_t t = 0; t < c.seqlen; ++t) {
@@ -58,8 +58,9 @@ TEST_CASE("selective_state_update stepped over a sequence equals selective_scan"
           const at::Tensor zt = in.z.defined() ? in.z.select(2, t) : at::Tensor();
           steps.push_back(mft::selective_state_update(state, in.u.select(2, t), in.delta.select(2, t), in.A, Bt, Ct,
                                                       opt(in.D), opt(zt), opt(in.bias), true));
-          const at::Tensor ref = mft::reference::selective_state_update(
-              state_ref, in.u.select(2, t), in.delta.select(2, t), in.A, Bt, Ct, opt(in.D), opt(zt), opt(in.bias), true);
+          const at::Tensor ref =
+              mft::reference::selective_state_update(state_ref, in.u.select(2, t), in.delta.select(2, t), in.A, Bt, Ct,
+                                                     opt(in.D), opt(zt), opt(in.bias), true);
           INFO(c.describe() << " t " << t);
           CHECK(normalised_error(steps.back(), ref) <= 2 * unit_roundoff(dt) + fp32_bound(t + 1, c.dstate));
         }

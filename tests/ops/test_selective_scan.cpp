@@ -15,7 +15,9 @@ using namespace mft::test;
 
 namespace {
 // Deterministic "random" flag bits per grid case, so each flag is on in about half the cases.
-bool bit(uint64_t i, int k) { return ((i * 0x9E3779B97F4A7C15ull) >> (17 + 3 * k)) & 1; }
+bool bit(uint64_t i, int k) {
+  return ((i * 0x9E3779B97F4A7C15ull) >> (17 + 3 * k)) & 1;
+}
 
 void compare_case(const ScanCase& c) {
   at::manual_seed(1000 + c.seqlen * 7 + c.dstate);
@@ -34,8 +36,8 @@ void compare_case(const ScanCase& c) {
     REQUIRE(x.defined());
     REQUIRE(x.sizes() == ref64.sizes());
     const double err = normalised_error(x, ref64);
-    const double bound = lowp ? low_precision_bound(normalised_error(ref_plain, ref64), depth, width)
-                              : fp32_bound(depth, width);
+    const double bound =
+        lowp ? low_precision_bound(normalised_error(ref_plain, ref64), depth, width) : fp32_bound(depth, width);
     INFO("normalised error " << err << " bound " << bound);
     CHECK(err <= bound);
   };
@@ -168,8 +170,8 @@ TEST_CASE("selective_scan: packed documents never leak into each other", "[selec
   const int64_t split = 50;
   in.seq_idx = at::cat({at::zeros({1, split}, at::kInt), at::ones({1, c.seqlen - split}, at::kInt)}, 1);
   auto tail = [&](const at::Tensor& t) { return t.narrow(-1, split, c.seqlen - split); };
-  const auto [packed, last] = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z),
-                                                  opt(in.bias), true, {}, true, in.seq_idx);
+  const auto [packed, last] = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias),
+                                                  true, {}, true, in.seq_idx);
   const auto [alone, alone_last] = mft::selective_scan(tail(in.u), tail(in.delta), in.A, tail(in.B), tail(in.C),
                                                        opt(in.D), tail(in.z), opt(in.bias), true, {}, true, {});
   CHECK(normalised_error(tail(packed), alone) <= fp32_bound(c.seqlen, c.dstate));
@@ -186,7 +188,8 @@ TEST_CASE("selective_scan under CPU autocast: activations low precision, states 
   {
     at::autocast::set_autocast_enabled(at::kCPU, true);
     at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-    std::tie(out, last) = mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.bias, true, in.init, true);
+    std::tie(out, last) =
+        mft::selective_scan(in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.bias, true, in.init, true);
     at::autocast::set_autocast_enabled(at::kCPU, false);
     at::autocast::clear_cache();
   }
@@ -268,43 +271,43 @@ TEST_CASE("selective_scan backward: saved checkpoints and recomputed states agre
   // 600 steps = three 256-step segments, the last partial; a direct call of the backward op without the
   // forward's checkpoints recomputes them.
   for (bool packed : {false, true}) {
-  at::manual_seed(17);
-  ScanCase c;
-  c.seqlen = 600;
-  c.dstate = 16;
-  c.has_seq_idx = packed;
-  ScanInputs in = ScanInputs::make(c);
-  auto& dispatcher = c10::Dispatcher::singleton();
-  auto fwd = dispatcher.findSchemaOrThrow("mft::selective_scan_fwd", "")
-                 .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-                     const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                     const mft::OptTensor&, const mft::OptTensor&, const mft::OptTensor&, bool, const mft::OptTensor&,
-                     bool, const mft::OptTensor&)>();
-  auto bwd = dispatcher.findSchemaOrThrow("mft::selective_scan_backward", "")
-                 .typed<mft::ScanGrads(const at::Tensor&, const mft::OptTensor&, const at::Tensor&, const at::Tensor&,
-                                       const at::Tensor&, const at::Tensor&, const at::Tensor&, const mft::OptTensor&,
-                                       const mft::OptTensor&, const mft::OptTensor&, bool, const mft::OptTensor&,
-                                       const mft::OptTensor&, const mft::OptTensor&)>();
-  const auto [out, last, ck] = fwd.call(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias), true,
-                                        opt(in.init), true, opt(in.seq_idx));
-  REQUIRE(ck.sizes() == at::IntArrayRef({c.batch, c.dim, 3, c.dstate}));
-  // The first checkpoint is the initial state; the others are states the scan passes through.
-  CHECK(at::equal(ck.select(2, 0), in.init));
-  const at::Tensor dout = at::randn_like(out), dlast = at::randn_like(last);
-  const auto with = bwd.call(dout, dlast, in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias), true,
-                             opt(in.init), opt(in.seq_idx), ck);
-  const auto without = bwd.call(dout, dlast, in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias),
-                                true, opt(in.init), opt(in.seq_idx), std::nullopt);
-  const std::vector<at::Tensor> a = {std::get<0>(with), std::get<1>(with), std::get<2>(with), std::get<3>(with),
-                                     std::get<4>(with), std::get<5>(with), std::get<6>(with), std::get<7>(with),
-                                     std::get<8>(with)};
-  const std::vector<at::Tensor> b = {std::get<0>(without), std::get<1>(without), std::get<2>(without),
-                                     std::get<3>(without), std::get<4>(without), std::get<5>(without),
-                                     std::get<6>(without), std::get<7>(without), std::get<8>(without)};
-  for (size_t k = 0; k < a.size(); ++k) {
-    INFO("gradient " << k << (packed ? " with seq_idx" : ""));
-    CHECK(normalised_error(a[k], b[k]) <= fp32_bound(c.seqlen, c.dstate));
-  }
+    at::manual_seed(17);
+    ScanCase c;
+    c.seqlen = 600;
+    c.dstate = 16;
+    c.has_seq_idx = packed;
+    ScanInputs in = ScanInputs::make(c);
+    auto& dispatcher = c10::Dispatcher::singleton();
+    auto fwd = dispatcher.findSchemaOrThrow("mft::selective_scan_fwd", "")
+                   .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                       const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                       const mft::OptTensor&, const mft::OptTensor&, const mft::OptTensor&, bool, const mft::OptTensor&,
+                       bool, const mft::OptTensor&)>();
+    auto bwd = dispatcher.findSchemaOrThrow("mft::selective_scan_backward", "")
+                   .typed<mft::ScanGrads(const at::Tensor&, const mft::OptTensor&, const at::Tensor&, const at::Tensor&,
+                                         const at::Tensor&, const at::Tensor&, const at::Tensor&, const mft::OptTensor&,
+                                         const mft::OptTensor&, const mft::OptTensor&, bool, const mft::OptTensor&,
+                                         const mft::OptTensor&, const mft::OptTensor&)>();
+    const auto [out, last, ck] = fwd.call(in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias), true,
+                                          opt(in.init), true, opt(in.seq_idx));
+    REQUIRE(ck.sizes() == at::IntArrayRef({c.batch, c.dim, 3, c.dstate}));
+    // The first checkpoint is the initial state; the others are states the scan passes through.
+    CHECK(at::equal(ck.select(2, 0), in.init));
+    const at::Tensor dout = at::randn_like(out), dlast = at::randn_like(last);
+    const auto with = bwd.call(dout, dlast, in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias), true,
+                               opt(in.init), opt(in.seq_idx), ck);
+    const auto without = bwd.call(dout, dlast, in.u, in.delta, in.A, in.B, in.C, opt(in.D), opt(in.z), opt(in.bias),
+                                  true, opt(in.init), opt(in.seq_idx), std::nullopt);
+    const std::vector<at::Tensor> a = {std::get<0>(with), std::get<1>(with), std::get<2>(with),
+                                       std::get<3>(with), std::get<4>(with), std::get<5>(with),
+                                       std::get<6>(with), std::get<7>(with), std::get<8>(with)};
+    const std::vector<at::Tensor> b = {std::get<0>(without), std::get<1>(without), std::get<2>(without),
+                                       std::get<3>(without), std::get<4>(without), std::get<5>(without),
+                                       std::get<6>(without), std::get<7>(without), std::get<8>(without)};
+    for (size_t k = 0; k < a.size(); ++k) {
+      INFO("gradient " << k << (packed ? " with seq_idx" : ""));
+      CHECK(normalised_error(a[k], b[k]) <= fp32_bound(c.seqlen, c.dstate));
+    }
   }
 }
 
