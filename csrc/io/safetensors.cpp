@@ -4,16 +4,16 @@
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
-#include <filesystem>
-#include <fstream>
-#include <set>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
 
 namespace mft::io {
 namespace {
@@ -31,10 +31,9 @@ int64_t dtype_bytes(const std::string& d) {
   for (const auto& l : kLoadable) {
     if (d == l.name) return l.bytes;
   }
-  static const std::map<std::string, int64_t> others = {{"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"I16", 2},
-                                                         {"U16", 2},  {"I32", 4}, {"U32", 4}, {"F64", 8},
-                                                         {"I64", 8},  {"U64", 8}, {"C64", 8}, {"F8_E5M2", 1},
-                                                         {"F8_E4M3", 1}};
+  static const std::map<std::string, int64_t> others = {
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"I16", 2}, {"U16", 2},     {"I32", 4},    {"U32", 4},
+      {"F64", 8},  {"I64", 8}, {"U64", 8}, {"C64", 8}, {"F8_E5M2", 1}, {"F8_E4M3", 1}};
   const auto it = others.find(d);
   return it == others.end() ? -1 : it->second;
 }
@@ -73,7 +72,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   }
   ::close(fd);
   TORCH_CHECK(stat_rc == 0, "safetensors: cannot stat ", path);
-  TORCH_CHECK(size >= 8, "safetensors: ", path, " has ", size, " bytes; a file needs at least the 8-byte header length");
+  TORCH_CHECK(size >= 8, "safetensors: ", path, " has ", size,
+              " bytes; a file needs at least the 8-byte header length");
   TORCH_CHECK(map->data != nullptr, "safetensors: cannot map ", path, ": ", std::strerror(errno));
   f.map_ = map;
 
@@ -81,8 +81,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   const uint64_t header_len = read_u64_le(bytes);
   TORCH_CHECK(header_len <= kMaxHeaderBytes, "safetensors: ", path, ": header length ", header_len,
               " exceeds the limit of ", kMaxHeaderBytes, " bytes");
-  TORCH_CHECK(header_len <= size - 8, "safetensors: ", path, ": header length ", header_len, " runs past the end of the ",
-              size, "-byte file");
+  TORCH_CHECK(header_len <= size - 8, "safetensors: ", path, ": header length ", header_len,
+              " runs past the end of the ", size, "-byte file");
   f.data_start_ = static_cast<int64_t>(8 + header_len);
 
   // Duplicate keys are refused (nlohmann would keep the last one silently).
@@ -193,7 +193,8 @@ at::Tensor SafetensorsFile::tensor(const std::string& name) const {
     return t;
   }
   auto keep = map_;
-  return at::from_blob(p, e.shape, [keep](void*) mutable { keep.reset(); }, options);
+  return at::from_blob(
+      p, e.shape, [keep](void*) mutable { keep.reset(); }, options);
 }
 
 std::string safetensors_dtype(at::ScalarType dtype) {
@@ -232,7 +233,8 @@ void save_safetensors(const std::string& path, const std::map<std::string, at::T
     for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((uint64_t(text.size()) >> (8 * i)) & 0xff);
     out.write(reinterpret_cast<const char*>(len), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& c : data) out.write(static_cast<const char*>(c.const_data_ptr()), static_cast<std::streamsize>(c.nbytes()));
+    for (const auto& c : data)
+      out.write(static_cast<const char*>(c.const_data_ptr()), static_cast<std::streamsize>(c.nbytes()));
     out.flush();
     if (!out) {
       std::remove(tmp.c_str());
@@ -256,7 +258,8 @@ std::map<std::string, at::Tensor> load_safetensors_checkpoint(const std::string&
     for (const auto& name : f.names()) out[name] = f.tensor(name);
     return out;
   }
-  TORCH_CHECK(fs::exists(index), "safetensors: ", dir, " has neither model.safetensors nor model.safetensors.index.json");
+  TORCH_CHECK(fs::exists(index), "safetensors: ", dir,
+              " has neither model.safetensors nor model.safetensors.index.json");
   nlohmann::json j;
   try {
     std::ifstream in(index);
@@ -264,14 +267,14 @@ std::map<std::string, at::Tensor> load_safetensors_checkpoint(const std::string&
   } catch (const nlohmann::json::exception& e) {
     TORCH_CHECK(false, "safetensors: ", index.string(), " is not valid JSON (", e.what(), ")");
   }
-  TORCH_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), "safetensors: ",
-              index.string(), " needs an object \"weight_map\" (tensor name -> shard file)");
+  TORCH_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), "safetensors: ", index.string(),
+              " needs an object \"weight_map\" (tensor name -> shard file)");
   std::map<std::string, std::vector<std::string>> by_shard;
   for (const auto& [name, file] : j["weight_map"].items()) {
     TORCH_CHECK(file.is_string(), "safetensors: ", index.string(), ": weight_map[\"", name, "\"] must be a file name");
     const std::string shard = file.get<std::string>();
-    TORCH_CHECK(shard.find('/') == std::string::npos && shard != ".." && !shard.empty(), "safetensors: ",
-                index.string(), ": shard name \"", shard, "\" must be a plain file name in ", dir);
+    TORCH_CHECK(shard.find('/') == std::string::npos && shard != ".." && !shard.empty(),
+                "safetensors: ", index.string(), ": shard name \"", shard, "\" must be a plain file name in ", dir);
     by_shard[shard].push_back(name);
   }
   for (const auto& [shard, names] : by_shard) {

@@ -15,9 +15,9 @@ namespace mft::io {
 
 // One tensor's entry in a safetensors header.
 struct SafetensorsEntry {
-  std::string dtype;             // "F32", "F16", "BF16", ... as written in the file
+  std::string dtype;  // "F32", "F16", "BF16", ... as written in the file
   std::vector<int64_t> shape;
-  int64_t begin = 0, end = 0;    // byte offsets in the data buffer
+  int64_t begin = 0, end = 0;  // byte offsets in the data buffer
 };
 
 class SafetensorsFile {
