@@ -248,14 +248,17 @@ void save_safetensors(const std::string& path, const std::map<std::string, at::T
   }
 }
 
-std::map<std::string, at::Tensor> load_safetensors_checkpoint(const std::string& dir) {
+std::map<std::string, at::Tensor> load_safetensors_checkpoint(const std::string& dir,
+                                                              const std::function<bool(const std::string&)>& skip) {
   namespace fs = std::filesystem;
   std::map<std::string, at::Tensor> out;
   const fs::path single = fs::path(dir) / "model.safetensors";
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
   if (fs::exists(single)) {
     const auto f = SafetensorsFile::open(single.string());
-    for (const auto& name : f.names()) out[name] = f.tensor(name);
+    for (const auto& name : f.names()) {
+      if (!skip || !skip(name)) out[name] = f.tensor(name);
+    }
     return out;
   }
   TORCH_CHECK(fs::exists(index), "safetensors: ", dir,
@@ -275,7 +278,7 @@ std::map<std::string, at::Tensor> load_safetensors_checkpoint(const std::string&
     const std::string shard = file.get<std::string>();
     TORCH_CHECK(shard.find('/') == std::string::npos && shard != ".." && !shard.empty(),
                 "safetensors: ", index.string(), ": shard name \"", shard, "\" must be a plain file name in ", dir);
-    by_shard[shard].push_back(name);
+    if (!skip || !skip(name)) by_shard[shard].push_back(name);
   }
   for (const auto& [shard, names] : by_shard) {
     const auto f = SafetensorsFile::open((fs::path(dir) / shard).string());

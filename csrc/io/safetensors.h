@@ -6,6 +6,7 @@
 // writer pads the header with spaces to a multiple of 8 and writes through a temporary file + rename.
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -50,8 +51,10 @@ void save_safetensors(const std::string& path, const std::map<std::string, at::T
                       const std::map<std::string, std::string>& metadata = {});
 
 // Every tensor of a checkpoint folder: model.safetensors, or the shards listed by
-// model.safetensors.index.json ("weight_map": name -> file), each shard opened once.
-std::map<std::string, at::Tensor> load_safetensors_checkpoint(const std::string& dir);
+// model.safetensors.index.json ("weight_map": name -> file), each shard opened once. Names for which
+// `skip` returns true are not loaded (e.g. old non-parameter buffers of another dtype).
+std::map<std::string, at::Tensor> load_safetensors_checkpoint(const std::string& dir,
+                                                              const std::function<bool(const std::string&)>& skip = {});
 
 // The safetensors dtype string of a LibTorch dtype (F32, F16, BF16), or a clear error.
 std::string safetensors_dtype(at::ScalarType dtype);

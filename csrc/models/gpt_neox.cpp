@@ -1,0 +1,193 @@
+#include "models/gpt_neox.h"
+
+#include "io/safetensors.h"
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+namespace mft::models {
+namespace nn = torch::nn;
+
+GPTNeoXConfig GPTNeoXConfig::from_json_file(const std::string& path) {
+  std::ifstream in(path);
+  TORCH_CHECK(in, "gpt_neox: cannot read ", path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    TORCH_CHECK(false, "gpt_neox: ", path, " is not valid JSON (", e.what(), ")");
+  }
+  TORCH_CHECK(j.is_object(), "gpt_neox: ", path, " must hold a JSON object");
+  if (j.contains("model_type")) {
+    TORCH_CHECK(j["model_type"] == "gpt_neox", "gpt_neox: ", path, " has model_type ", j["model_type"].dump(),
+                "; expected \"gpt_neox\"");
+  }
+  GPTNeoXConfig c;
+  auto get_int = [&](const char* key, int64_t& out) {
+    if (!j.contains(key)) return;
+    TORCH_CHECK(j[key].is_number_integer() && j[key].get<int64_t>() > 0, "gpt_neox: ", path, ": \"", key,
+                "\" must be a positive integer; got ", j[key].dump());
+    out = j[key].get<int64_t>();
+  };
+  auto get_num = [&](const nlohmann::json& obj, const char* key, double& out) {
+    if (!obj.contains(key)) return;
+    TORCH_CHECK(obj[key].is_number(), "gpt_neox: ", path, ": \"", key, "\" must be a number; got ", obj[key].dump());
+    out = obj[key].get<double>();
+  };
+  auto get_bool = [&](const char* key, bool& out) {
+    if (!j.contains(key)) return;
+    TORCH_CHECK(j[key].is_boolean(), "gpt_neox: ", path, ": \"", key, "\" must be true or false");
+    out = j[key].get<bool>();
+  };
+  get_int("vocab_size", c.vocab_size);
+  get_int("hidden_size", c.hidden_size);
+  get_int("num_hidden_layers", c.num_hidden_layers);
+  get_int("num_attention_heads", c.num_attention_heads);
+  get_int("intermediate_size", c.intermediate_size);
+  get_num(j, "rotary_pct", c.rotary_pct);
+  get_num(j, "partial_rotary_factor", c.rotary_pct);
+  get_num(j, "rotary_emb_base", c.rotary_emb_base);
+  get_num(j, "rope_theta", c.rotary_emb_base);
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
+    get_num(j["rope_parameters"], "partial_rotary_factor", c.rotary_pct);
+    get_num(j["rope_parameters"], "rope_theta", c.rotary_emb_base);
+  }
+  get_num(j, "layer_norm_eps", c.layer_norm_eps);
+  get_bool("use_parallel_residual", c.use_parallel_residual);
+  get_bool("attention_bias", c.attention_bias);
+  get_bool("tie_word_embeddings", c.tie_word_embeddings);
+  if (j.contains("hidden_act")) {
+    TORCH_CHECK(j["hidden_act"] == "gelu", "gpt_neox: ", path, ": hidden_act ", j["hidden_act"].dump(),
+                " is not supported (\"gelu\" only)");
+  }
+  TORCH_CHECK(c.hidden_size % c.num_attention_heads == 0, "gpt_neox: ", path, ": hidden_size ", c.hidden_size,
+              " must be divisible by num_attention_heads ", c.num_attention_heads);
+  TORCH_CHECK(c.rotary_pct >= 0 && c.rotary_pct <= 1 && c.rotary_ndims() % 2 == 0, "gpt_neox: ", path, ": rotary_pct ",
+              c.rotary_pct, " must give an even number of rotary dims (got ", c.rotary_ndims(), ")");
+  return c;
+}
+
+GPTNeoXLayerImpl::GPTNeoXLayerImpl(const GPTNeoXConfig& c)
+    : heads(c.num_attention_heads),
+      head_size(c.head_size()),
+      rotary_ndims(c.rotary_ndims()),
+      parallel(c.use_parallel_residual) {
+  const auto ln = [&] { return nn::LayerNorm(nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)); };
+  input_layernorm = register_module("input_layernorm", ln());
+  post_attention_layernorm = register_module("post_attention_layernorm", ln());
+  query_key_value = register_module(
+      "query_key_value", nn::Linear(nn::LinearOptions(c.hidden_size, 3 * c.hidden_size).bias(c.attention_bias)));
+  dense = register_module("dense", nn::Linear(nn::LinearOptions(c.hidden_size, c.hidden_size).bias(c.attention_bias)));
+  dense_h_to_4h = register_module("dense_h_to_4h", nn::Linear(c.hidden_size, c.intermediate_size));
+  dense_4h_to_h = register_module("dense_4h_to_h", nn::Linear(c.intermediate_size, c.hidden_size));
+}
+
+namespace {
+// x' = x cos + rotate_half(x) sin on the first `rot` dims; x: (B, H, L, hd), cos/sin: (L, rot).
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, int64_t rot) {
+  if (rot == 0) return x;
+  const at::Tensor xr = x.narrow(-1, 0, rot), pass = x.narrow(-1, rot, x.size(-1) - rot);
+  const at::Tensor rotated = at::cat({-xr.narrow(-1, rot / 2, rot / 2), xr.narrow(-1, 0, rot / 2)}, -1);
+  return at::cat({xr * cos + rotated * sin, pass}, -1);
+}
+}  // namespace
+
+at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t B = x.size(0), L = x.size(1);
+  // Fused projection interleaved per head: (B, L, H, [q | k | v] x head_size).
+  const at::Tensor qkv = query_key_value(x).view({B, L, heads, 3 * head_size}).transpose(1, 2);  // (B, H, L, 3hd)
+  const at::Tensor q = apply_rotary(qkv.narrow(-1, 0, head_size), cos, sin, rotary_ndims);
+  const at::Tensor k = apply_rotary(qkv.narrow(-1, head_size, head_size), cos, sin, rotary_ndims);
+  const at::Tensor v = qkv.narrow(-1, 2 * head_size, head_size);
+  const at::Tensor o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);  // (B, H, L, hd)
+  return dense(o.transpose(1, 2).reshape({B, L, heads * head_size}));
+}
+
+at::Tensor GPTNeoXLayerImpl::mlp(const at::Tensor& x) {
+  return dense_4h_to_h(at::gelu(dense_h_to_4h(x)));  // exact erf GELU, as HF "gelu"
+}
+
+at::Tensor GPTNeoXLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const at::Tensor attn = attention(input_layernorm(x), cos, sin);
+  if (parallel) return x + attn + mlp(post_attention_layernorm(x));
+  const at::Tensor h = x + attn;
+  return h + mlp(post_attention_layernorm(h));
+}
+
+GPTNeoXForCausalLMImpl::GPTNeoXForCausalLMImpl(const GPTNeoXConfig& c) : config(c) {
+  embed_in = register_module("embed_in", nn::Embedding(c.vocab_size, c.hidden_size));
+  layers = register_module("layers", nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(GPTNeoXLayer(c));
+  final_layer_norm =
+      register_module("final_layer_norm", nn::LayerNorm(nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+  if (!c.tie_word_embeddings) {
+    embed_out = register_module("embed_out", nn::Linear(nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+  }
+}
+
+at::Tensor GPTNeoXForCausalLMImpl::forward(const at::Tensor& input_ids) {
+  TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong,
+              "gpt_neox: input_ids must be (batch, seqlen) int64; got ", input_ids.sizes(), " ",
+              input_ids.scalar_type());
+  const int64_t L = input_ids.size(1), rot = config.rotary_ndims();
+  // inv_freq[j] = base^(-2j / rot); angles (L, rot / 2) duplicated to (L, rot).
+  const at::Tensor inv_freq =
+      at::pow(config.rotary_emb_base, -at::arange(0, rot, 2, at::kFloat) / double(std::max<int64_t>(rot, 1)));
+  const at::Tensor freqs = at::outer(at::arange(L, at::kFloat), inv_freq);
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);
+  at::Tensor h = embed_in(input_ids);
+  const at::Tensor cos = emb.cos().to(h.scalar_type()), sin = emb.sin().to(h.scalar_type());
+  for (const auto& layer : *layers) h = layer->as<GPTNeoXLayer>()->forward(h, cos, sin);
+  h = final_layer_norm(h);
+  const at::Tensor head = config.tie_word_embeddings ? embed_in->weight : embed_out->weight;  // (V, D)
+  return at::linear(h, head).to(at::kFloat);
+}
+
+GPTNeoXForCausalLM load_gpt_neox(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const GPTNeoXConfig config = GPTNeoXConfig::from_json_file((fs::path(dir) / "config.json").string());
+  GPTNeoXForCausalLM model(config);
+  std::map<std::string, at::Tensor> table;
+  table["gpt_neox.embed_in.weight"] = model->embed_in->weight;
+  table["gpt_neox.final_layer_norm.weight"] = model->final_layer_norm->weight;
+  table["gpt_neox.final_layer_norm.bias"] = model->final_layer_norm->bias;
+  if (!config.tie_word_embeddings) table["embed_out.weight"] = model->embed_out->weight;
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    auto& l = *model->layers[i]->as<GPTNeoXLayer>();
+    const std::string p = "gpt_neox.layers." + std::to_string(i) + ".";
+    for (const auto& [name, m] : {std::pair<std::string, nn::Module*>{"input_layernorm", l.input_layernorm.get()},
+                                  {"post_attention_layernorm", l.post_attention_layernorm.get()},
+                                  {"attention.query_key_value", l.query_key_value.get()},
+                                  {"attention.dense", l.dense.get()},
+                                  {"mlp.dense_h_to_4h", l.dense_h_to_4h.get()},
+                                  {"mlp.dense_4h_to_h", l.dense_4h_to_h.get()}}) {
+      for (const auto& param : m->named_parameters(/*recurse=*/false))
+        table[p + name + "." + param.key()] = param.value();
+    }
+  }
+  // Buffers older transformers saved (causal mask, masked_bias, rotary inv_freq) are not parameters
+  // and may be uint8/bool: skipped whatever their dtype.
+  static const std::regex buffer(R"(gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq))");
+  const auto tensors =
+      io::load_safetensors_checkpoint(dir, [](const std::string& name) { return std::regex_match(name, buffer); });
+  at::NoGradGuard no_grad;
+  for (const auto& [name, param] : table) {
+    const auto it = tensors.find(name);
+    TORCH_CHECK(it != tensors.end(), "gpt_neox: ", dir, " lacks tensor '", name, "'");
+    TORCH_CHECK(it->second.sizes() == param.sizes(), "gpt_neox: ", dir, ": tensor '", name, "' has shape ",
+                it->second.sizes(), " but config.json implies ", param.sizes());
+    param.copy_(it->second);
+  }
+  for (const auto& [name, t] : tensors) {
+    const bool tied_head = name == "embed_out.weight" && config.tie_word_embeddings;
+    TORCH_CHECK(table.count(name) > 0 || tied_head, "gpt_neox: ", dir, " has unexpected tensor '", name,
+                "' for this config");
+  }
+  return model;
+}
+
+}  // namespace mft::models

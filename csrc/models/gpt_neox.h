@@ -1,0 +1,59 @@
+#pragma once
+// GPT-NeoX (Pythia) as HF transformers' GPTNeoXForCausalLM (../shared/reference/formats.md §3.6):
+// embed_in -> n x layer (parallel residual: x + attn(LN1 x) + mlp(LN2 x), or sequential) -> final LN ->
+// embed_out. Attention: fused query_key_value interleaved per head, partial rotary (rotate-half),
+// causal scaled-dot-product attention; MLP: exact (erf) GELU.
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <string>
+
+namespace mft::models {
+
+struct GPTNeoXConfig {
+  int64_t vocab_size = 50432, hidden_size = 6144, num_hidden_layers = 44, num_attention_heads = 64;
+  int64_t intermediate_size = 24576;
+  double rotary_pct = 0.25, rotary_emb_base = 10000, layer_norm_eps = 1e-5;
+  bool use_parallel_residual = true, attention_bias = true, tie_word_embeddings = false;
+
+  int64_t head_size() const { return hidden_size / num_attention_heads; }
+  int64_t rotary_ndims() const { return static_cast<int64_t>(double(head_size()) * rotary_pct); }
+  // From an HF config.json (old keys rotary_pct / rotary_emb_base, or rope_parameters).
+  static GPTNeoXConfig from_json_file(const std::string& path);
+};
+
+class GPTNeoXLayerImpl : public torch::nn::Module {
+ public:
+  explicit GPTNeoXLayerImpl(const GPTNeoXConfig& c);
+  // x: (B, L, D); cos, sin: (L, rotary_ndims)
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+  torch::nn::LayerNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  torch::nn::Linear query_key_value{nullptr}, dense{nullptr}, dense_h_to_4h{nullptr}, dense_4h_to_h{nullptr};
+  int64_t heads, head_size, rotary_ndims;
+  bool parallel;
+
+ private:
+  at::Tensor attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+  at::Tensor mlp(const at::Tensor& x);
+};
+TORCH_MODULE(GPTNeoXLayer);
+
+class GPTNeoXForCausalLMImpl : public torch::nn::Module {
+ public:
+  explicit GPTNeoXForCausalLMImpl(const GPTNeoXConfig& c);
+  at::Tensor forward(const at::Tensor& input_ids);  // (B, L) int64 -> logits (B, L, vocab) fp32
+  GPTNeoXConfig config;
+  torch::nn::Embedding embed_in{nullptr};
+  torch::nn::ModuleList layers;
+  torch::nn::LayerNorm final_layer_norm{nullptr};
+  torch::nn::Linear embed_out{nullptr};  // only when not tied to embed_in
+};
+TORCH_MODULE(GPTNeoXForCausalLM);
+
+// From an HF folder; old non-parameter buffers (attention.bias, masked_bias, rotary inv_freq) are skipped.
+GPTNeoXForCausalLM load_gpt_neox(const std::string& dir);
+
+}  // namespace mft::models
