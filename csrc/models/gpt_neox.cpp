@@ -1,9 +1,9 @@
 #include "models/gpt_neox.h"
 
 #include "io/safetensors.h"
+#include "models/config_json.h"
 
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -13,61 +13,36 @@ namespace mft::models {
 namespace nn = torch::nn;
 
 GPTNeoXConfig GPTNeoXConfig::from_json_file(const std::string& path) {
-  std::ifstream in(path);
-  TORCH_CHECK(in, "gpt_neox: cannot read ", path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    TORCH_CHECK(false, "gpt_neox: ", path, " is not valid JSON (", e.what(), ")");
-  }
-  TORCH_CHECK(j.is_object(), "gpt_neox: ", path, " must hold a JSON object");
-  if (j.contains("model_type")) {
-    TORCH_CHECK(j["model_type"] == "gpt_neox", "gpt_neox: ", path, " has model_type ", j["model_type"].dump(),
-                "; expected \"gpt_neox\"");
-  }
+  const ConfigJson j(path, "gpt_neox");
   GPTNeoXConfig c;
-  auto get_int = [&](const char* key, int64_t& out) {
-    if (!j.contains(key)) return;
-    TORCH_CHECK(j[key].is_number_integer() && j[key].get<int64_t>() > 0, "gpt_neox: ", path, ": \"", key,
-                "\" must be a positive integer; got ", j[key].dump());
-    out = j[key].get<int64_t>();
-  };
-  auto get_num = [&](const nlohmann::json& obj, const char* key, double& out) {
-    if (!obj.contains(key)) return;
-    TORCH_CHECK(obj[key].is_number(), "gpt_neox: ", path, ": \"", key, "\" must be a number; got ", obj[key].dump());
-    out = obj[key].get<double>();
-  };
-  auto get_bool = [&](const char* key, bool& out) {
-    if (!j.contains(key)) return;
-    TORCH_CHECK(j[key].is_boolean(), "gpt_neox: ", path, ": \"", key, "\" must be true or false");
-    out = j[key].get<bool>();
-  };
-  get_int("vocab_size", c.vocab_size);
-  get_int("hidden_size", c.hidden_size);
-  get_int("num_hidden_layers", c.num_hidden_layers);
-  get_int("num_attention_heads", c.num_attention_heads);
-  get_int("intermediate_size", c.intermediate_size);
-  get_num(j, "rotary_pct", c.rotary_pct);
-  get_num(j, "partial_rotary_factor", c.rotary_pct);
-  get_num(j, "rotary_emb_base", c.rotary_emb_base);
-  get_num(j, "rope_theta", c.rotary_emb_base);
-  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
-    get_num(j["rope_parameters"], "partial_rotary_factor", c.rotary_pct);
-    get_num(j["rope_parameters"], "rope_theta", c.rotary_emb_base);
+  j.get_positive_int("vocab_size", c.vocab_size);
+  j.get_positive_int("hidden_size", c.hidden_size);
+  j.get_positive_int("num_hidden_layers", c.num_hidden_layers);
+  j.get_positive_int("num_attention_heads", c.num_attention_heads);
+  j.get_positive_int("intermediate_size", c.intermediate_size);
+  // Older files: rotary_pct / rotary_emb_base; newer transformers: rope_parameters.
+  j.get_number("rotary_pct", c.rotary_pct);
+  j.get_number("partial_rotary_factor", c.rotary_pct);
+  j.get_number("rotary_emb_base", c.rotary_emb_base);
+  j.get_number("rope_theta", c.rotary_emb_base);
+  if (j.has("rope_parameters") && j.json()["rope_parameters"].is_object()) {
+    j.get_number_in(j.json()["rope_parameters"], "partial_rotary_factor", c.rotary_pct);
+    j.get_number_in(j.json()["rope_parameters"], "rope_theta", c.rotary_emb_base);
   }
-  get_num(j, "layer_norm_eps", c.layer_norm_eps);
-  get_bool("use_parallel_residual", c.use_parallel_residual);
-  get_bool("attention_bias", c.attention_bias);
-  get_bool("tie_word_embeddings", c.tie_word_embeddings);
-  if (j.contains("hidden_act")) {
-    TORCH_CHECK(j["hidden_act"] == "gelu", "gpt_neox: ", path, ": hidden_act ", j["hidden_act"].dump(),
-                " is not supported (\"gelu\" only)");
+  j.get_number("layer_norm_eps", c.layer_norm_eps);
+  j.get_bool("use_parallel_residual", c.use_parallel_residual);
+  j.get_bool("attention_bias", c.attention_bias);
+  j.get_bool("tie_word_embeddings", c.tie_word_embeddings);
+  if (j.has("hidden_act")) {
+    j.require(j.json()["hidden_act"] == "gelu",
+              "hidden_act " + j.json()["hidden_act"].dump() + " is not supported (\"gelu\" only)");
   }
-  TORCH_CHECK(c.hidden_size % c.num_attention_heads == 0, "gpt_neox: ", path, ": hidden_size ", c.hidden_size,
-              " must be divisible by num_attention_heads ", c.num_attention_heads);
-  TORCH_CHECK(c.rotary_pct >= 0 && c.rotary_pct <= 1 && c.rotary_ndims() % 2 == 0, "gpt_neox: ", path, ": rotary_pct ",
-              c.rotary_pct, " must give an even number of rotary dims (got ", c.rotary_ndims(), ")");
+  j.require(c.hidden_size % c.num_attention_heads == 0, "hidden_size " + std::to_string(c.hidden_size) +
+                                                            " must be divisible by num_attention_heads " +
+                                                            std::to_string(c.num_attention_heads));
+  j.require(c.rotary_pct >= 0 && c.rotary_pct <= 1 && c.rotary_ndims() % 2 == 0,
+            "rotary_pct " + std::to_string(c.rotary_pct) + " must give an even number of rotary dims (got " +
+                std::to_string(c.rotary_ndims()) + ")");
   return c;
 }
 

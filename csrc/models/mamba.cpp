@@ -1,11 +1,11 @@
 #include "models/mamba.h"
 
 #include "io/safetensors.h"
+#include "models/config_json.h"
 #include "ops/ops.h"
 
 #include <ATen/ATen.h>
 #include <torch/nn/functional/linear.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
@@ -17,60 +17,28 @@ namespace mft::models {
 namespace nn = torch::nn;
 
 MambaConfig MambaConfig::from_json_file(const std::string& path) {
-  std::ifstream in(path);
-  TORCH_CHECK(in, "mamba: cannot read ", path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    TORCH_CHECK(false, "mamba: ", path, " is not valid JSON (", e.what(), ")");
-  }
-  TORCH_CHECK(j.is_object(), "mamba: ", path, " must hold a JSON object");
-  if (j.contains("model_type")) {
-    TORCH_CHECK(j["model_type"] == "mamba", "mamba: ", path, " has model_type ", j["model_type"].dump(),
-                "; expected \"mamba\"");
-  }
-  MambaConfig c;
-  auto get_int = [&](const char* key, int64_t& out) {
-    if (!j.contains(key) || j[key].is_null()) return false;
-    TORCH_CHECK(j[key].is_number_integer() && j[key].get<int64_t>() > 0, "mamba: ", path, ": \"", key,
-                "\" must be a positive integer; got ", j[key].dump());
-    out = j[key].get<int64_t>();
-    return true;
-  };
-  auto get_bool = [&](const char* key, bool& out) {
-    if (!j.contains(key)) return;
-    TORCH_CHECK(j[key].is_boolean(), "mamba: ", path, ": \"", key, "\" must be true or false; got ", j[key].dump());
-    out = j[key].get<bool>();
-  };
-  // HF MambaConfig defaults (transformers' configuration_mamba.py) for absent keys.
-  c.use_bias = false;
-  get_int("vocab_size", c.vocab_size);
-  get_int("hidden_size", c.hidden_size);
-  get_int("state_size", c.state_size);
-  get_int("num_hidden_layers", c.num_hidden_layers);
-  get_int("conv_kernel", c.conv_kernel);
+  const ConfigJson j(path, "mamba");
+  MambaConfig c;  // absent keys keep HF MambaConfig's defaults (configuration_mamba.py)
+  j.get_positive_int("vocab_size", c.vocab_size);
+  j.get_positive_int("hidden_size", c.hidden_size);
+  j.get_positive_int("state_size", c.state_size);
+  j.get_positive_int("num_hidden_layers", c.num_hidden_layers);
+  j.get_positive_int("conv_kernel", c.conv_kernel);
   double expand = 2;
-  if (j.contains("expand")) {
-    TORCH_CHECK(j["expand"].is_number() && j["expand"].get<double>() > 0, "mamba: ", path,
-                ": \"expand\" must be a positive number");
-    expand = j["expand"].get<double>();
-  }
-  if (!get_int("intermediate_size", c.intermediate_size)) c.intermediate_size = int64_t(expand * c.hidden_size);
-  if (j.contains("time_step_rank") && j["time_step_rank"].is_string()) {
-    TORCH_CHECK(j["time_step_rank"] == "auto", "mamba: ", path, ": \"time_step_rank\" must be an integer or \"auto\"");
+  if (j.get_number("expand", expand)) j.require(expand > 0, "\"expand\" must be positive");
+  if (!j.get_positive_int("intermediate_size", c.intermediate_size))
+    c.intermediate_size = int64_t(expand * c.hidden_size);
+  if (j.has("time_step_rank") && j.json()["time_step_rank"].is_string()) {
+    j.require(j.json()["time_step_rank"] == "auto", "\"time_step_rank\" must be an integer or \"auto\"");
     c.time_step_rank = (c.hidden_size + 15) / 16;
-  } else if (!get_int("time_step_rank", c.time_step_rank)) {
+  } else if (!j.get_positive_int("time_step_rank", c.time_step_rank)) {
     c.time_step_rank = (c.hidden_size + 15) / 16;
   }
-  get_bool("use_bias", c.use_bias);
-  get_bool("use_conv_bias", c.use_conv_bias);
-  get_bool("tie_word_embeddings", c.tie_word_embeddings);
-  get_bool("residual_in_fp32", c.residual_in_fp32);
-  if (j.contains("layer_norm_epsilon")) {
-    TORCH_CHECK(j["layer_norm_epsilon"].is_number(), "mamba: ", path, ": \"layer_norm_epsilon\" must be a number");
-    c.layer_norm_epsilon = j["layer_norm_epsilon"].get<double>();
-  }
+  j.get_bool("use_bias", c.use_bias);
+  j.get_bool("use_conv_bias", c.use_conv_bias);
+  j.get_bool("tie_word_embeddings", c.tie_word_embeddings);
+  j.get_bool("residual_in_fp32", c.residual_in_fp32);
+  j.get_number("layer_norm_epsilon", c.layer_norm_epsilon);
   return c;
 }
 

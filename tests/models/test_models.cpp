@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 
 using Catch::Matchers::Contains;
@@ -88,6 +89,12 @@ TEST_CASE("model loading refuses mismatched checkpoints and skips old buffers", 
     copy["backbone.layers.1.mixer.surprise"] = at::zeros({2});
     mft::io::save_safetensors((hf.dir / "model.safetensors").string(), copy);
     CHECK_THROWS_WITH(mft::models::load_mamba(hf.dir.string()), Contains("unexpected tensor"));
+    // Config errors name the file and the key.
+    std::ofstream((hf.dir / "config.json").string()) << R"({"model_type": "mamba", "state_size": "sixteen"})";
+    CHECK_THROWS_WITH(mft::models::load_mamba(hf.dir.string()),
+                      Contains("config.json: \"state_size\" must be a positive integer; got \"sixteen\""));
+    std::ofstream((hf.dir / "config.json").string()) << R"({"model_type": "gpt_neox"})";
+    CHECK_THROWS_WITH(mft::models::load_mamba(hf.dir.string()), Contains("expected \"mamba\""));
   }
   {
     HfFixture hf("neox-parallel");
