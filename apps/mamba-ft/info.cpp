@@ -1,6 +1,7 @@
 // `mamba-ft info [--json]`: versions, CUDA/cuDNN, threads, the op library and every registered op.
 #include "commands.h"
 #include "core/library_info.h"
+#include "models/model_info.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -60,13 +61,41 @@ int run_info(bool json) {
   for (const auto& op : ops) fmt::print("  {:<30} {}\n", op.name, fmt::join(op.keys, " "));
   return 0;
 }
+int run_model_info(const std::string& dir, bool json) {
+  const auto m = models::describe_model(dir);
+  if (json) {
+    nlohmann::json j;
+    j["model"] = m.dir;
+    j["family"] = m.family;
+    j["sizes"] = m.sizes;
+    j["parameters"] = m.parameters;
+    j["checkpoint_dtypes"] = m.checkpoint_dtypes;
+    j["tokenizer"] = m.has_tokenizer;
+    j["files_read"] = m.files;
+    fmt::print("{}\n", j.dump(2));
+    return 0;
+  }
+  fmt::print("model        {}\n", m.dir);
+  fmt::print("family       {}\n", m.family);
+  for (const auto& [k, v] : m.sizes) fmt::print("  {:<22} {}\n", k, v);
+  fmt::print("parameters   {} ({:.1f} M)\n", m.parameters, m.parameters / 1e6);
+  std::vector<std::string> dtypes;
+  for (const auto& [d, n] : m.checkpoint_dtypes) dtypes.push_back(fmt::format("{} x{}", d, n));
+  fmt::print("dtypes       {}\n", fmt::join(dtypes, ", "));
+  fmt::print("tokenizer    {}\n", m.has_tokenizer ? "tokenizer.json" : "none");
+  fmt::print("files read   {}\n", fmt::join(m.files, "\n             "));
+  return 0;
+}
 }  // namespace
 
 Runner add_info(CLI::App& app) {
-  auto* sub = app.add_subcommand("info", "Versions, CUDA, threads, the op library and its registered ops");
+  auto* sub = app.add_subcommand(
+      "info", "Versions, CUDA, threads, the op library and its ops; or, given MODEL, what that model folder holds");
   auto json = std::make_shared<bool>(false);
+  auto model = std::make_shared<std::string>();
+  sub->add_option("MODEL", *model, "HF model folder (config.json + safetensors)");
   sub->add_flag("--json", *json, "Print as JSON");
-  return [json] { return run_info(*json); };
+  return [json, model] { return model->empty() ? run_info(*json) : run_model_info(*model, *json); };
 }
 
 }  // namespace mft::app

@@ -6,7 +6,8 @@
 
 namespace mft::models {
 
-ConfigJson::ConfigJson(const std::string& path, const std::string& model_type) : path_(path), family_(model_type) {
+ConfigJson::ConfigJson(const std::string& path, const std::string& model_type, const std::string& family)
+    : path_(path), family_(family.empty() ? model_type : family) {
   std::ifstream in(path);
   TORCH_CHECK(in, family_, ": cannot read ", path);
   try {
@@ -15,7 +16,7 @@ ConfigJson::ConfigJson(const std::string& path, const std::string& model_type) :
     TORCH_CHECK(false, family_, ": ", path, " is not valid JSON (", e.what(), ")");
   }
   require(j_.is_object(), "must hold a JSON object");
-  if (j_.contains("model_type")) {
+  if (!model_type.empty() && j_.contains("model_type")) {
     require(j_["model_type"] == model_type,
             "model_type is " + j_["model_type"].dump() + "; expected \"" + model_type + "\"");
   }

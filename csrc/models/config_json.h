@@ -9,8 +9,9 @@ namespace mft::models {
 
 class ConfigJson {
  public:
-  // Parses `path`; `model_type` (e.g. "mamba"), when the file names one, must match.
-  ConfigJson(const std::string& path, const std::string& model_type);
+  // Parses `path`; `model_type` (e.g. "mamba"), when not empty and the file names one, must match.
+  // `family` prefixes error messages (default: model_type).
+  ConfigJson(const std::string& path, const std::string& model_type, const std::string& family = "");
 
   bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
   const nlohmann::json& json() const { return j_; }

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# CLI contract of mamba-ft: help, version, info (text and JSON), --threads, one-line errors with a
-# non-zero exit, and a tiny benchmark run. Usage: test_cli.sh BUILD/mamba-ft BUILD/libmft_ops.so
+# CLI contract of mamba-ft: help, version, info (text and JSON, system and MODEL), --threads, one-line
+# errors with a non-zero exit, and a tiny benchmark run.
+# Usage: test_cli.sh BUILD/mamba-ft BUILD/libmft_ops.so [VENV_PYTHON TESTS_DIR]
 set -uo pipefail
 exe=$1
 lib=$(realpath "$2")
+python=${3:-}
+tests_dir=${4:-}
 failures=0
 pass=0
 tmp=$(mktemp -d)
@@ -61,6 +64,21 @@ check "tiny bench runs" run 0 --threads 2 bench --batch 1 --seqlen 8 --dim 32 --
 check "bench prints the scan row" grep -q "selective_scan" "$tmp/out"
 check "bench states the machine" grep -q "^machine: .*threads 2" "$tmp/out"
 check "bench CSV has 2 rows + header" test "$(wc -l <"$tmp/bench.csv")" -eq 3
+
+if [ -n "$python" ]; then
+  # info MODEL on a random HF model; the parameter count must equal transformers' own.
+  "$python" "$tests_dir/models/make_hf_model.py" "$tmp/model" mamba-tied
+  hf_params=$("$python" -c "import sys, transformers as t; m = t.AutoModelForCausalLM.from_pretrained(sys.argv[1]); print(sum(p.numel() for p in m.parameters()))" "$tmp/model" 2>/dev/null)
+  check "HF parameter count obtained" test -n "$hf_params"
+  check "info MODEL" run 0 info "$tmp/model"
+  check "info MODEL names the family" grep -q "^family  *mamba" "$tmp/out"
+  check "info MODEL counts parameters like HF ($hf_params)" grep -q "^parameters  *$hf_params " "$tmp/out"
+  check "info MODEL lists the files read" grep -q "model.safetensors" "$tmp/out"
+  check "info MODEL --json" run 0 info "$tmp/model" --json
+  check "info MODEL --json has the fields" "$python" -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['family']=='mamba' and j['parameters']==int(sys.argv[2]) and j['checkpoint_dtypes']=={'F32': 22}, j" "$tmp/out" "$hf_params"
+  check "info on a missing folder fails" run 1 info "$tmp/nope"
+  check "info on a missing folder: one line" one_line_error
+fi
 
 echo "$pass passed, $failures failed"
 [ $failures -eq 0 ]
