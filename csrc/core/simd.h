@@ -81,6 +81,15 @@ inline VI bitcast_i(VF v) {
 inline VF select(VI mask, VF a, VF b) {
   return bitcast_f((mask & bitcast_i(a)) | (~mask & bitcast_i(b)));
 }
+// x limited to [lo, hi]; NaN stays NaN (both comparisons are false).
+inline VF clamp(VF x, float lo, float hi) {
+  const VF h = splat<VF>(hi), l = splat<VF>(lo);
+  return select(x < l, l, select(x > h, h, x));
+}
+
+// log2(e): exp(x) = 2^(x log2 e).
+template <typename S>
+inline constexpr S kLog2e = S(1.4426950408889634073599246810019);
 
 // exp(x) for fp32 lanes: range reduction x = n ln2 + r, |r| <= ln2/2 (ln2 split in two for an exact
 // product), degree-6 polynomial (Cephes expf coefficients, within 2 ulp), times 2^n. Underflows to 0,
@@ -103,7 +112,7 @@ static_assert(sizeof(VF) == sizeof(__m512), "one AVX-512 register per VF");
 inline VF vexp(VF x) {
   const __m512 xv = _mm512_maskz_min_ps(0xFFFF, _mm512_set1_ps(89.0f),
                                         _mm512_maskz_max_ps(0xFFFF, _mm512_set1_ps(-104.0f), (__m512)x));
-  const __m512 n = _mm512_maskz_roundscale_ps(0xFFFF, _mm512_mul_ps(xv, _mm512_set1_ps(1.44269504088896341f)),
+  const __m512 n = _mm512_maskz_roundscale_ps(0xFFFF, _mm512_mul_ps(xv, _mm512_set1_ps(kLog2e<float>)),
                                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xv);
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
@@ -111,11 +120,10 @@ inline VF vexp(VF x) {
 }
 #else
 inline VF vexp(VF x) {
-  const VF hi = splat<VF>(88.72283905206835f), lo = splat<VF>(-87.33654475055310f);
-  VF xc = select(x > hi, hi, x);
-  xc = select(xc < lo, lo, xc);
+  const float hi = 88.72283905206835f, lo = -87.33654475055310f;
+  const VF xc = clamp(x, lo, hi);
   const VF magic = splat<VF>(12582912.0f);  // 1.5 * 2^23: adding it rounds to nearest integer
-  VF n = (xc * 1.44269504088896341f + magic) - magic;
+  VF n = (xc * kLog2e<float> + magic) - magic;
   VF r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   VI ni = __builtin_convertvector(n, VI);
@@ -130,7 +138,6 @@ inline VF vexp(VF x) {
 // f ln2 to degree 7 (truncation below 1e-8 relative), times 2^n. Cheaper than vexp (no split-ln2
 // reduction): the scan computes exp(delta A) as 2^(delta (A log2 e)) with A log2 e prepared once, whose
 // rounding adds one u to the argument's own. Clamped to [-151, 129] so +-inf give 0 and inf.
-inline constexpr float kLog2e = 1.44269504088896341f;
 inline VF exp2_poly(VF f) {
   VF p = splat<VF>(1.5252733804059838e-05f);
   p = p * f + 1.5403530393381606e-04f;
@@ -151,9 +158,7 @@ inline VF vexp2(VF y) {
 }
 #else
 inline VF vexp2(VF y) {
-  const VF hi = splat<VF>(129.0f), lo = splat<VF>(-151.0f);
-  VF yc = select(y > hi, hi, y);
-  yc = select(yc < lo, lo, yc);
+  const VF yc = clamp(y, -151.0f, 129.0f);
   const VF magic = splat<VF>(12582912.0f);  // 1.5 * 2^23: adding it rounds to nearest integer
   const VF n = (yc + magic) - magic;
   // 2^n in two factors so that n = -151 .. 129 stays representable: 2^(n/2) * 2^(n - n/2).

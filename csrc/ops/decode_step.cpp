@@ -143,7 +143,7 @@ at::Tensor selective_state_update_impl(at::Tensor& state, const at::Tensor& x, c
       S* sp = st.mutable_data_ptr<S>() + blk.b * dim * N;
       cpu::gather_param<S>(sp, blk, N, N, xs.data());
       cpu::gather_param<S>(Ac.const_data_ptr<S>(), blk, N, N, Av.data());
-      for (auto& a : Av) a = a * S(1.4426950408889634073599246810019);  // exp(dt A) as 2^(dt A log2 e), like the scan
+      for (auto& a : Av) a = a * simd::kLog2e<S>;  // exp(dt A) as 2^(dt A log2 e), like the scan
       V uv, dtv, zv, Dv{}, bv{};
       cpu::gather_chunk<S>(x3, blk, 0, 1, &uv);
       cpu::gather_chunk<S>(dt3, blk, 0, 1, &dtv);

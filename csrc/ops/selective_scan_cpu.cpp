@@ -94,10 +94,6 @@ inline simd::VD softplus_derivative(simd::VD r) {
   return simd::per_lane(r, [](double v) { return v > kSoftplusThreshold ? 1.0 : 1.0 / (1.0 + std::exp(-v)); });
 }
 
-// exp(delta A) is computed as 2^(delta A2) with A2 = A log2(e) (see simd::vexp2).
-template <typename S>
-inline constexpr S kLog2e = S(1.4426950408889634073599246810019);
-
 // Per-block constants: A (and A2 = A log2 e), time-invariant B/C, D and delta_bias as lane vectors.
 template <typename S>
 struct BlockParams {
@@ -109,7 +105,7 @@ struct BlockParams {
     A.resize(N);
     cpu::gather_param<S>(op.ptr(op.A), blk, N, N, A.data());
     A2.resize(N);
-    for (int64_t n = 0; n < N; ++n) A2[n] = A[n] * kLog2e<S>;
+    for (int64_t n = 0; n < N; ++n) A2[n] = A[n] * simd::kLog2e<S>;  // exp(delta A) = 2^(delta A2): simd::vexp2
     if (!op.geo.var_B) {
       B.resize(N);
       cpu::gather_param<S>(op.ptr(op.Bt), blk, N, N, B.data());
