@@ -2,12 +2,13 @@
 
 #include "io/safetensors.h"
 #include "models/config_json.h"
+#include "models/load_weights.h"
 
 #include <ATen/ATen.h>
 
 #include <filesystem>
-#include <fstream>
 #include <regex>
+#include <set>
 
 namespace mft::models {
 namespace nn = torch::nn;
@@ -149,19 +150,9 @@ GPTNeoXForCausalLM load_gpt_neox(const std::string& dir) {
   static const std::regex buffer(R"(gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq))");
   const auto tensors =
       io::load_safetensors_checkpoint(dir, [](const std::string& name) { return std::regex_match(name, buffer); });
-  at::NoGradGuard no_grad;
-  for (const auto& [name, param] : table) {
-    const auto it = tensors.find(name);
-    TORCH_CHECK(it != tensors.end(), "gpt_neox: ", dir, " lacks tensor '", name, "'");
-    TORCH_CHECK(it->second.sizes() == param.sizes(), "gpt_neox: ", dir, ": tensor '", name, "' has shape ",
-                it->second.sizes(), " but config.json implies ", param.sizes());
-    param.copy_(it->second);
-  }
-  for (const auto& [name, t] : tensors) {
-    const bool tied_head = name == "embed_out.weight" && config.tie_word_embeddings;
-    TORCH_CHECK(table.count(name) > 0 || tied_head, "gpt_neox: ", dir, " has unexpected tensor '", name,
-                "' for this config");
-  }
+  const std::set<std::string> tolerated =
+      config.tie_word_embeddings ? std::set<std::string>{"embed_out.weight"} : std::set<std::string>{};
+  load_weights("gpt_neox", dir, table, tensors, tolerated);
   return model;
 }
 

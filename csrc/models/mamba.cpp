@@ -2,15 +2,12 @@
 
 #include "io/safetensors.h"
 #include "models/config_json.h"
+#include "models/load_weights.h"
 #include "ops/ops.h"
 
 #include <ATen/ATen.h>
-#include <torch/nn/functional/linear.h>
 
-#include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <functional>
 #include <set>
 
 namespace mft::models {
@@ -142,21 +139,10 @@ MambaForCausalLM load_mamba(const std::string& dir) {
   namespace fs = std::filesystem;
   const MambaConfig config = MambaConfig::from_json_file((fs::path(dir) / "config.json").string());
   MambaForCausalLM model(config);
-  const auto tensors = io::load_safetensors_checkpoint(dir);
-  const auto table = parameter_table(*model);
-  at::NoGradGuard no_grad;
-  for (const auto& [name, param] : table) {
-    const auto it = tensors.find(name);
-    TORCH_CHECK(it != tensors.end(), "mamba: ", dir, " lacks tensor '", name, "'");
-    TORCH_CHECK(it->second.sizes() == param.sizes(), "mamba: ", dir, ": tensor '", name, "' has shape ",
-                it->second.sizes(), " but config.json implies ", param.sizes());
-    param.copy_(it->second);
-  }
-  for (const auto& [name, t] : tensors) {
-    const bool tied_head = name == "lm_head.weight" && config.tie_word_embeddings;
-    TORCH_CHECK(table.count(name) > 0 || tied_head, "mamba: ", dir, " has unexpected tensor '", name,
-                "' for this config");
-  }
+  // A tied head reads the embeddings; a checkpoint may still carry lm_head.weight.
+  const std::set<std::string> tolerated =
+      config.tie_word_embeddings ? std::set<std::string>{"lm_head.weight"} : std::set<std::string>{};
+  load_weights("mamba", dir, parameter_table(*model), io::load_safetensors_checkpoint(dir), tolerated);
   return model;
 }
 
