@@ -12,7 +12,7 @@ namespace mft::test {
 
 // An optional op argument from a possibly undefined tensor.
 inline OptTensor opt(const at::Tensor& t) {
-  return t.defined() ? OptTensor(t) : std::nullopt;
+  return or_none(t);
 }
 
 // Unit roundoff of a dtype (half the distance from 1 to the next representable number).

@@ -12,12 +12,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-at::Tensor or_undefined(const OptTensor& t) {
-  return t ? *t : at::Tensor();
-}
-OptTensor or_none(const at::Tensor& t) {
-  return t.defined() ? OptTensor(t) : std::nullopt;
-}
 
 class CausalConv1dFunction : public torch::autograd::Function<CausalConv1dFunction> {
  public:

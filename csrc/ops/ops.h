@@ -20,6 +20,14 @@ namespace mft {
 
 using OptTensor = std::optional<at::Tensor>;
 
+// Between optional op arguments and possibly-undefined tensors (autograd saves only tensors).
+inline at::Tensor or_undefined(const OptTensor& t) {
+  return t ? *t : at::Tensor();
+}
+inline OptTensor or_none(const at::Tensor& t) {
+  return t.defined() ? OptTensor(t) : std::nullopt;
+}
+
 std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
                                                   const at::Tensor& B, const at::Tensor& C, const OptTensor& D = {},
                                                   const OptTensor& z = {}, const OptTensor& delta_bias = {},

@@ -16,12 +16,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-at::Tensor or_undefined(const OptTensor& t) {
-  return t ? *t : at::Tensor();
-}
-OptTensor or_none(const at::Tensor& t) {
-  return t.defined() ? OptTensor(t) : std::nullopt;
-}
 
 class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunction> {
  public:
