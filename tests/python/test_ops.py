@@ -85,7 +85,8 @@ def test_selective_scan_values_and_grads(groups, dtype, tol):
     ((out.double() * w).sum() + (last.double() * wl).sum()).backward()
     ((ref_out * w.to(dtype).double()).sum() + (ref_last * wl).sum()).backward()
     for k in leaves:
-        assert nerr(leaves[k].grad, ref_leaves[k].grad) < (4 * tol), k
+        # Gradients are rounded to their input's dtype like the output: the same bound holds.
+        assert nerr(leaves[k].grad, ref_leaves[k].grad) < tol, k
 
 
 def test_selective_scan_gradcheck_fp64():
