@@ -61,7 +61,9 @@ const std::vector<KeyName>& keys() {
                                          {c10::DispatchKey::CUDA, "CUDA"},
                                          {c10::DispatchKey::Autograd, "Autograd"},
                                          {c10::DispatchKey::AutocastCPU, "AutocastCPU"},
-                                         {c10::DispatchKey::AutocastCUDA, "AutocastCUDA"}};
+                                         {c10::DispatchKey::AutocastCUDA, "AutocastCUDA"},
+                                         // Kernels written with ATen ops serve every backend.
+                                         {c10::DispatchKey::CompositeExplicitAutograd, "CompositeExplicitAutograd"}};
   return k;
 }
 }  // namespace

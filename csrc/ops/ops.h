@@ -11,6 +11,11 @@
 //   causal_conv1d_update: x (B, D), conv_state (B, D, W-1) updated in place -> (B, D).
 //   selective_state_update: state (B, D, N) fp32 updated in place; x, dt, z (B, D);
 //                   B, C (B, N) | (B, G, N) -> (B, D).
+//   ssd_scan (Mamba-2): x, z (b, L, h, p); dt (b, L, h); A, dt_bias (h,) fp32; B, C (b, L, g, n);
+//                   D (h,) | (h, p) fp32; initial_states (b, h, p, n) fp32; seq_idx (b, L) int32;
+//                   dt_limit (min, max) -> out (b, L, h, p), final_states (b, h, p, n) fp32 (see ssd_scan.h).
+//   ssd_state_update: state (b, h, p, n) fp32 in place; x, z (b, h, p); dt (b, h); B, C (b, g, n)
+//                   -> (b, h, p).
 #include <ATen/core/Tensor.h>
 
 #include <optional>
@@ -43,5 +48,18 @@ at::Tensor causal_conv1d_update(const at::Tensor& x, at::Tensor& conv_state, con
 at::Tensor selective_state_update(at::Tensor& state, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
                                   const at::Tensor& B, const at::Tensor& C, const OptTensor& D = {},
                                   const OptTensor& z = {}, const OptTensor& dt_bias = {}, bool dt_softplus = false);
+
+std::tuple<at::Tensor, at::Tensor> ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+                                            const at::Tensor& B, const at::Tensor& C, int64_t chunk_size = 256,
+                                            const OptTensor& D = {}, const OptTensor& z = {},
+                                            const OptTensor& dt_bias = {}, const OptTensor& initial_states = {},
+                                            const OptTensor& seq_idx = {}, bool dt_softplus = false,
+                                            std::optional<at::ArrayRef<double>> dt_limit = std::nullopt,
+                                            bool return_final_states = false);
+
+at::Tensor ssd_state_update(at::Tensor& state, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+                            const at::Tensor& B, const at::Tensor& C, const OptTensor& D = {}, const OptTensor& z = {},
+                            const OptTensor& dt_bias = {}, bool dt_softplus = false,
+                            std::optional<at::ArrayRef<double>> dt_limit = std::nullopt);
 
 }  // namespace mft

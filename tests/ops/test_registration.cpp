@@ -34,7 +34,13 @@ TEST_CASE("every mft op is registered with its kernels", "[registration]") {
     // The CUDA kernels come with the CUDA issue; until then no op may claim them.
     CHECK(has_key(ops[name], "CUDA") == false);
   }
-  for (const auto* name : {"mft::selective_scan", "mft::causal_conv1d"}) {
+  // ssd_scan's chunked kernels are ATen compositions: one registration for every backend.
+  for (const auto* name : {"mft::ssd_scan", "mft::ssd_scan_backward", "mft::ssd_state_update"}) {
+    INFO(name);
+    REQUIRE(ops.count(name) == 1);
+    CHECK(has_key(ops[name], "CompositeExplicitAutograd"));
+  }
+  for (const auto* name : {"mft::selective_scan", "mft::causal_conv1d", "mft::ssd_scan"}) {
     INFO(name);
     CHECK(has_key(ops[name], "Autograd"));
     CHECK(has_key(ops[name], "AutocastCPU"));
