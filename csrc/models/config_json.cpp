@@ -2,19 +2,87 @@
 
 #include <c10/util/Exception.h>
 
+#include <cmath>
 #include <fstream>
+#include <limits>
+#include <sstream>
 
 namespace mft::models {
+namespace {
+// Replaces the bare tokens outside strings by {"__float__": "<token>"}.
+std::string quote_special_floats(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (in_string) {
+      out += ch;
+      if (ch == '\\' && i + 1 < text.size()) {
+        out += text[++i];
+      } else if (ch == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (ch == '"') in_string = true;
+    bool replaced = false;
+    for (const char* token : {"-Infinity", "Infinity", "NaN"}) {
+      const size_t n = std::char_traits<char>::length(token);
+      if (text.compare(i, n, token) == 0) {
+        out += std::string("{\"__float__\": \"") + token + "\"}";
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += ch;
+  }
+  return out;
+}
+
+void resolve_special_floats(nlohmann::json& j) {
+  if (j.is_object() && j.size() == 1 && j.contains("__float__") && j["__float__"].is_string()) {
+    const std::string v = j["__float__"];
+    const double inf = std::numeric_limits<double>::infinity();
+    if (v == "Infinity" || v == "inf") j = inf;
+    else if (v == "-Infinity" || v == "-inf") j = -inf;
+    else if (v == "NaN" || v == "nan") j = std::numeric_limits<double>::quiet_NaN();
+    else j = std::stod(v);
+    return;
+  }
+  if (j.is_structured()) {
+    for (auto& v : j) resolve_special_floats(v);
+  }
+}
+}  // namespace
+
+nlohmann::json parse_lenient_json(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(quote_special_floats(text));
+  resolve_special_floats(j);
+  return j;
+}
+
+nlohmann::json read_json_file(const std::string& path, const std::string& family) {
+  std::ifstream in(path, std::ios::binary);
+  TORCH_CHECK(in, family, ": cannot read ", path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  try {
+    return parse_lenient_json(buf.str());
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, family, ": ", path, " is not valid JSON (", e.what(), ")");
+  }
+}
+
+ConfigJson::ConfigJson(nlohmann::json j, const std::string& path, const std::string& family)
+    : path_(path), family_(family), j_(std::move(j)) {
+  require(j_.is_object(), "must hold a JSON object");
+}
 
 ConfigJson::ConfigJson(const std::string& path, const std::string& model_type, const std::string& family)
     : path_(path), family_(family.empty() ? model_type : family) {
-  std::ifstream in(path);
-  TORCH_CHECK(in, family_, ": cannot read ", path);
-  try {
-    j_ = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    TORCH_CHECK(false, family_, ": ", path, " is not valid JSON (", e.what(), ")");
-  }
+  j_ = read_json_file(path, family_);
   require(j_.is_object(), "must hold a JSON object");
   if (!model_type.empty() && j_.contains("model_type")) {
     require(j_["model_type"] == model_type,

@@ -7,11 +7,20 @@
 
 namespace mft::models {
 
+// Parses JSON as Python's json module writes it: bare Infinity, -Infinity and NaN are accepted, and so
+// is transformers 5's {"__float__": "Infinity"} form; both become doubles. Throws nlohmann errors.
+nlohmann::json parse_lenient_json(const std::string& text);
+
+// Reads and parses a JSON file leniently; errors name `family` and the path.
+nlohmann::json read_json_file(const std::string& path, const std::string& family);
+
 class ConfigJson {
  public:
   // Parses `path`; `model_type` (e.g. "mamba"), when not empty and the file names one, must match.
   // `family` prefixes error messages (default: model_type).
   ConfigJson(const std::string& path, const std::string& model_type, const std::string& family = "");
+  // An already parsed object; `path` is only used in messages.
+  ConfigJson(nlohmann::json j, const std::string& path, const std::string& family);
 
   bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
   const nlohmann::json& json() const { return j_; }

@@ -1,6 +1,6 @@
 #include "models/gpt_neox.h"
 
-#include "io/safetensors.h"
+#include "models/checkpoint.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
 
@@ -14,7 +14,15 @@ namespace mft::models {
 namespace nn = torch::nn;
 
 GPTNeoXConfig GPTNeoXConfig::from_json_file(const std::string& path) {
-  const ConfigJson j(path, "gpt_neox");
+  return from_json(read_json_file(path, "gpt_neox"), path);
+}
+
+GPTNeoXConfig GPTNeoXConfig::from_json(const nlohmann::json& json, const std::string& path) {
+  const ConfigJson j(json, path, "gpt_neox");
+  if (j.has("model_type")) {
+    j.require(json["model_type"] == "gpt_neox",
+              "model_type is " + json["model_type"].dump() + "; expected \"gpt_neox\"");
+  }
   GPTNeoXConfig c;
   j.get_positive_int("vocab_size", c.vocab_size);
   j.get_positive_int("hidden_size", c.hidden_size);
@@ -44,7 +52,35 @@ GPTNeoXConfig GPTNeoXConfig::from_json_file(const std::string& path) {
   j.require(c.rotary_pct >= 0 && c.rotary_pct <= 1 && c.rotary_ndims() % 2 == 0,
             "rotary_pct " + std::to_string(c.rotary_pct) + " must give an even number of rotary dims (got " +
                 std::to_string(c.rotary_ndims()) + ")");
+  for (auto [key, field] : {std::pair{"bos_token_id", &c.bos_token_id}, {"eos_token_id", &c.eos_token_id}}) {
+    if (j.has(key) && j.json()[key].is_number_integer()) *field = j.json()[key].get<int64_t>();
+  }
+  j.get_positive_int("max_position_embeddings", c.max_position_embeddings);
   return c;
+}
+
+std::string GPTNeoXConfig::to_hf_json() const {
+  nlohmann::json j;
+  j["architectures"] = {"GPTNeoXForCausalLM"};
+  j["model_type"] = "gpt_neox";
+  j["vocab_size"] = vocab_size;
+  j["hidden_size"] = hidden_size;
+  j["num_hidden_layers"] = num_hidden_layers;
+  j["num_attention_heads"] = num_attention_heads;
+  j["intermediate_size"] = intermediate_size;
+  j["hidden_act"] = "gelu";
+  j["rotary_pct"] = rotary_pct;
+  j["rotary_emb_base"] = rotary_emb_base;
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", rotary_emb_base}, {"partial_rotary_factor", rotary_pct}};
+  j["layer_norm_eps"] = layer_norm_eps;
+  j["use_parallel_residual"] = use_parallel_residual;
+  j["attention_bias"] = attention_bias;
+  j["tie_word_embeddings"] = tie_word_embeddings;
+  j["max_position_embeddings"] = max_position_embeddings;
+  j["bos_token_id"] = bos_token_id;
+  j["eos_token_id"] = eos_token_id;
+  j["dtype"] = "float32";
+  return j.dump(2) + "\n";
 }
 
 GPTNeoXLayerImpl::GPTNeoXLayerImpl(const GPTNeoXConfig& c)
@@ -72,14 +108,44 @@ at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Te
 }
 }  // namespace
 
-at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv,
+                                       int64_t past) {
   const int64_t B = x.size(0), L = x.size(1);
   // Fused projection interleaved per head: (B, L, H, [q | k | v] x head_size).
   const at::Tensor qkv = query_key_value(x).view({B, L, heads, 3 * head_size}).transpose(1, 2);  // (B, H, L, 3hd)
   const at::Tensor q = apply_rotary(qkv.narrow(-1, 0, head_size), cos, sin, rotary_ndims);
-  const at::Tensor k = apply_rotary(qkv.narrow(-1, head_size, head_size), cos, sin, rotary_ndims);
-  const at::Tensor v = qkv.narrow(-1, 2 * head_size, head_size);
-  const at::Tensor o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);  // (B, H, L, hd)
+  at::Tensor k = apply_rotary(qkv.narrow(-1, head_size, head_size), cos, sin, rotary_ndims);
+  at::Tensor v = qkv.narrow(-1, 2 * head_size, head_size);
+  at::Tensor o;  // (B, H, L, hd)
+  if (kv == nullptr) {
+    o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+  } else {
+    const int64_t total = past + L;
+    if (!kv->k.defined() || kv->k.size(2) < total) {  // grow by doubling: amortised O(1) per token
+      const int64_t cap = std::max<int64_t>(total, kv->k.defined() ? 2 * kv->k.size(2) : 64);
+      at::Tensor nk = at::empty({B, heads, cap, head_size}, k.options()), nv = at::empty_like(nk);
+      if (past > 0) {
+        nk.narrow(2, 0, past).copy_(kv->k.narrow(2, 0, past));
+        nv.narrow(2, 0, past).copy_(kv->v.narrow(2, 0, past));
+      }
+      kv->k = nk;
+      kv->v = nv;
+    }
+    kv->k.narrow(2, past, L).copy_(k);
+    kv->v.narrow(2, past, L).copy_(v);
+    k = kv->k.narrow(2, 0, total);
+    v = kv->v.narrow(2, 0, total);
+    if (past == 0) {
+      o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+    } else if (L == 1) {
+      o = at::scaled_dot_product_attention(q, k, v);  // the new token sees everything before it
+    } else {
+      // Query i (position past + i) sees keys 0 .. past + i.
+      const at::Tensor rows = at::arange(past, total, x.options().dtype(at::kLong)).unsqueeze(1);
+      const at::Tensor cols = at::arange(total, x.options().dtype(at::kLong)).unsqueeze(0);
+      o = at::scaled_dot_product_attention(q, k, v, cols.le(rows));
+    }
+  }
   return dense(o.transpose(1, 2).reshape({B, L, heads * head_size}));
 }
 
@@ -87,8 +153,9 @@ at::Tensor GPTNeoXLayerImpl::mlp(const at::Tensor& x) {
   return dense_4h_to_h(at::gelu(dense_h_to_4h(x)));  // exact erf GELU, as HF "gelu"
 }
 
-at::Tensor GPTNeoXLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  const at::Tensor attn = attention(input_layernorm(x), cos, sin);
+at::Tensor GPTNeoXLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv,
+                                     int64_t past) {
+  const at::Tensor attn = attention(input_layernorm(x), cos, sin, kv, past);
   if (parallel) return x + attn + mlp(post_attention_layernorm(x));
   const at::Tensor h = x + attn;
   return h + mlp(post_attention_layernorm(h));
@@ -106,34 +173,52 @@ GPTNeoXForCausalLMImpl::GPTNeoXForCausalLMImpl(const GPTNeoXConfig& c) : config(
 }
 
 at::Tensor GPTNeoXForCausalLMImpl::forward(const at::Tensor& input_ids) {
-  TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong,
-              "gpt_neox: input_ids must be (batch, seqlen) int64; got ", input_ids.sizes(), " ",
-              input_ids.scalar_type());
+  return run(input_ids, nullptr);
+}
+
+at::Tensor GPTNeoXForCausalLMImpl::forward_cached(const at::Tensor& input_ids, DecodeCache& base) {
+  auto* cache = dynamic_cast<GPTNeoXCache*>(&base);
+  TORCH_CHECK(cache && cache->batch == input_ids.size(0) && cache->layers.size() == layers->size(),
+              "gpt_neox: the cache was not made by this model for batch ", input_ids.size(0));
+  return run(input_ids, cache);
+}
+
+std::unique_ptr<DecodeCache> GPTNeoXForCausalLMImpl::new_cache(int64_t batch) {
+  auto cache = std::make_unique<GPTNeoXCache>();
+  cache->batch = batch;
+  cache->layers.resize(layers->size());
+  return cache;
+}
+
+at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache* cache) {
+  check_input_ids(input_ids, config.vocab_size, "gpt_neox");
   const int64_t L = input_ids.size(1), rot = config.rotary_ndims();
-  // inv_freq[j] = base^(-2j / rot); angles (L, rot / 2) duplicated to (L, rot).
+  const int64_t past = cache ? cache->length : 0;
+  // inv_freq[j] = base^(-2j / rot); angles (L, rot / 2) duplicated to (L, rot), positions past..past+L-1.
+  const auto f32 = embed_in->weight.options().dtype(at::kFloat);
   const at::Tensor inv_freq =
-      at::pow(config.rotary_emb_base, -at::arange(0, rot, 2, at::kFloat) / double(std::max<int64_t>(rot, 1)));
-  const at::Tensor freqs = at::outer(at::arange(L, at::kFloat), inv_freq);
+      at::pow(config.rotary_emb_base, -at::arange(0, rot, 2, f32) / double(std::max<int64_t>(rot, 1)));
+  const at::Tensor freqs = at::outer(at::arange(past, past + L, f32), inv_freq);
   const at::Tensor emb = at::cat({freqs, freqs}, -1);
   at::Tensor h = embed_in(input_ids);
   const at::Tensor cos = emb.cos().to(h.scalar_type()), sin = emb.sin().to(h.scalar_type());
-  for (const auto& layer : *layers) h = layer->as<GPTNeoXLayer>()->forward(h, cos, sin);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    h = layers[i]->as<GPTNeoXLayer>()->forward(h, cos, sin, cache ? &cache->layers[i] : nullptr, past);
+  }
+  if (cache) cache->length += L;
   h = final_layer_norm(h);
   const at::Tensor head = config.tie_word_embeddings ? embed_in->weight : embed_out->weight;  // (V, D)
   return at::linear(h, head).to(at::kFloat);
 }
 
-GPTNeoXForCausalLM load_gpt_neox(const std::string& dir) {
-  namespace fs = std::filesystem;
-  const GPTNeoXConfig config = GPTNeoXConfig::from_json_file((fs::path(dir) / "config.json").string());
-  GPTNeoXForCausalLM model(config);
+std::map<std::string, at::Tensor> GPTNeoXForCausalLMImpl::hf_state_dict() {
   std::map<std::string, at::Tensor> table;
-  table["gpt_neox.embed_in.weight"] = model->embed_in->weight;
-  table["gpt_neox.final_layer_norm.weight"] = model->final_layer_norm->weight;
-  table["gpt_neox.final_layer_norm.bias"] = model->final_layer_norm->bias;
-  if (!config.tie_word_embeddings) table["embed_out.weight"] = model->embed_out->weight;
-  for (size_t i = 0; i < model->layers->size(); ++i) {
-    auto& l = *model->layers[i]->as<GPTNeoXLayer>();
+  table["gpt_neox.embed_in.weight"] = embed_in->weight;
+  table["gpt_neox.final_layer_norm.weight"] = final_layer_norm->weight;
+  table["gpt_neox.final_layer_norm.bias"] = final_layer_norm->bias;
+  if (!config.tie_word_embeddings) table["embed_out.weight"] = embed_out->weight;
+  for (size_t i = 0; i < layers->size(); ++i) {
+    auto& l = *layers[i]->as<GPTNeoXLayer>();
     const std::string p = "gpt_neox.layers." + std::to_string(i) + ".";
     for (const auto& [name, m] : {std::pair<std::string, nn::Module*>{"input_layernorm", l.input_layernorm.get()},
                                   {"post_attention_layernorm", l.post_attention_layernorm.get()},
@@ -145,11 +230,21 @@ GPTNeoXForCausalLM load_gpt_neox(const std::string& dir) {
         table[p + name + "." + param.key()] = param.value();
     }
   }
+  return table;
+}
+
+GPTNeoXForCausalLM load_gpt_neox(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const GPTNeoXConfig config = GPTNeoXConfig::from_json_file((fs::path(dir) / "config.json").string());
+  GPTNeoXForCausalLM model(config);
+  const auto table = model->hf_state_dict();
   // Buffers older transformers saved (causal mask, masked_bias, rotary inv_freq) are not parameters
   // and may be uint8/bool: skipped whatever their dtype.
   static const std::regex buffer(R"(gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq))");
+  // transformers 5 calls the output layer lm_head in memory; files use embed_out.
+  static const RenameTable renames = {{"lm_head.", "embed_out."}};
   const auto tensors =
-      io::load_safetensors_checkpoint(dir, [](const std::string& name) { return std::regex_match(name, buffer); });
+      read_checkpoint(dir, renames, [](const std::string& name) { return std::regex_match(name, buffer); });
   const std::set<std::string> tolerated =
       config.tie_word_embeddings ? std::set<std::string>{"embed_out.weight"} : std::set<std::string>{};
   load_weights("gpt_neox", dir, table, tensors, tolerated);

@@ -3,6 +3,10 @@
 // embed_in -> n x layer (parallel residual: x + attn(LN1 x) + mlp(LN2 x), or sequential) -> final LN ->
 // embed_out. Attention: fused query_key_value interleaved per head, partial rotary (rotate-half),
 // causal scaled-dot-product attention; MLP: exact (erf) GELU.
+#include "models/causal_lm.h"
+
+#include <nlohmann/json.hpp>
+
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
@@ -23,33 +27,56 @@ struct GPTNeoXConfig {
   int64_t rotary_ndims() const { return static_cast<int64_t>(double(head_size()) * rotary_pct); }
   // From an HF config.json (old keys rotary_pct / rotary_emb_base, or rope_parameters).
   static GPTNeoXConfig from_json_file(const std::string& path);
+  static GPTNeoXConfig from_json(const nlohmann::json& j, const std::string& path);
+  std::string to_hf_json() const;
+  int64_t bos_token_id = 0, eos_token_id = 0;
+  int64_t max_position_embeddings = 2048;
+};
+
+// Keys and values of one layer, (B, H, capacity, hd) buffers grown by doubling; `length` are valid.
+struct KVLayer {
+  at::Tensor k, v;
+};
+struct GPTNeoXCache : DecodeCache {
+  std::vector<KVLayer> layers;
 };
 
 class GPTNeoXLayerImpl : public torch::nn::Module {
  public:
   explicit GPTNeoXLayerImpl(const GPTNeoXConfig& c);
-  // x: (B, L, D); cos, sin: (L, rotary_ndims)
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+  // x: (B, L, D); cos, sin: (L, rotary_ndims) for positions past..past+L-1. With `kv` (holding `past`
+  // positions), attends to them too and appends this chunk's keys and values.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv = nullptr,
+                     int64_t past = 0);
   torch::nn::LayerNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   torch::nn::Linear query_key_value{nullptr}, dense{nullptr}, dense_h_to_4h{nullptr}, dense_4h_to_h{nullptr};
   int64_t heads, head_size, rotary_ndims;
   bool parallel;
 
  private:
-  at::Tensor attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+  at::Tensor attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv, int64_t past);
   at::Tensor mlp(const at::Tensor& x);
 };
 TORCH_MODULE(GPTNeoXLayer);
 
-class GPTNeoXForCausalLMImpl : public torch::nn::Module {
+class GPTNeoXForCausalLMImpl : public CausalLM {
  public:
   explicit GPTNeoXForCausalLMImpl(const GPTNeoXConfig& c);
-  at::Tensor forward(const at::Tensor& input_ids);  // (B, L) int64 -> logits (B, L, vocab) fp32
+  at::Tensor forward(const at::Tensor& input_ids) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
+  at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) override;
+  std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
+  std::string family() const override { return "gpt_neox"; }
+  int64_t vocab_size() const override { return config.vocab_size; }
+  std::map<std::string, at::Tensor> hf_state_dict() override;
+  std::string hf_config_json() const override { return config.to_hf_json(); }
   GPTNeoXConfig config;
   torch::nn::Embedding embed_in{nullptr};
   torch::nn::ModuleList layers;
   torch::nn::LayerNorm final_layer_norm{nullptr};
   torch::nn::Linear embed_out{nullptr};  // only when not tied to embed_in
+
+ private:
+  at::Tensor run(const at::Tensor& input_ids, GPTNeoXCache* cache);
 };
 TORCH_MODULE(GPTNeoXForCausalLM);
 

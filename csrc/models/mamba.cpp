@@ -1,8 +1,9 @@
 #include "models/mamba.h"
 
-#include "io/safetensors.h"
+#include "models/checkpoint.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
+#include "models/original_layout.h"
 #include "ops/ops.h"
 
 #include <ATen/ATen.h>
@@ -14,7 +15,15 @@ namespace mft::models {
 namespace nn = torch::nn;
 
 MambaConfig MambaConfig::from_json_file(const std::string& path) {
-  const ConfigJson j(path, "mamba");
+  const nlohmann::json raw = read_json_file(path, "mamba");
+  return from_json(original_config_to_hf(raw, path).value_or(raw), path);
+}
+
+MambaConfig MambaConfig::from_json(const nlohmann::json& json, const std::string& path) {
+  const ConfigJson j(json, path, "mamba");
+  if (j.has("model_type")) {
+    j.require(json["model_type"] == "mamba", "model_type is " + json["model_type"].dump() + "; expected \"mamba\"");
+  }
   MambaConfig c;  // absent keys keep HF MambaConfig's defaults (configuration_mamba.py)
   j.get_positive_int("vocab_size", c.vocab_size);
   j.get_positive_int("hidden_size", c.hidden_size);
@@ -36,7 +45,39 @@ MambaConfig MambaConfig::from_json_file(const std::string& path) {
   j.get_bool("tie_word_embeddings", c.tie_word_embeddings);
   j.get_bool("residual_in_fp32", c.residual_in_fp32);
   j.get_number("layer_norm_epsilon", c.layer_norm_epsilon);
+  for (auto [key, field] : {std::pair{"pad_token_id", &c.pad_token_id},
+                            {"bos_token_id", &c.bos_token_id},
+                            {"eos_token_id", &c.eos_token_id}}) {
+    if (j.has(key) && json[key].is_number_integer()) *field = json[key].get<int64_t>();
+  }
   return c;
+}
+
+std::string MambaConfig::to_hf_json() const {
+  nlohmann::json j;
+  j["architectures"] = {"MambaForCausalLM"};
+  j["model_type"] = "mamba";
+  j["vocab_size"] = vocab_size;
+  j["hidden_size"] = hidden_size;
+  j["state_size"] = state_size;
+  j["num_hidden_layers"] = num_hidden_layers;
+  j["conv_kernel"] = conv_kernel;
+  j["expand"] = double(intermediate_size) / double(hidden_size) == double(intermediate_size / hidden_size)
+                    ? nlohmann::json(intermediate_size / hidden_size)
+                    : nlohmann::json(double(intermediate_size) / double(hidden_size));
+  j["intermediate_size"] = intermediate_size;
+  j["time_step_rank"] = time_step_rank;
+  j["use_bias"] = use_bias;
+  j["use_conv_bias"] = use_conv_bias;
+  j["tie_word_embeddings"] = tie_word_embeddings;
+  j["residual_in_fp32"] = residual_in_fp32;
+  j["layer_norm_epsilon"] = layer_norm_epsilon;
+  j["pad_token_id"] = pad_token_id;
+  j["bos_token_id"] = bos_token_id;
+  j["eos_token_id"] = eos_token_id;
+  j["hidden_act"] = "silu";
+  j["dtype"] = "float32";
+  return j.dump(2) + "\n";
 }
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
@@ -61,18 +102,38 @@ MambaMixerImpl::MambaMixerImpl(const MambaConfig& c)
   out_proj = register_module("out_proj", nn::Linear(nn::LinearOptions(inner, c.hidden_size).bias(c.use_bias)));
 }
 
-at::Tensor MambaMixerImpl::forward(const at::Tensor& u) {
+at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st) {
+  const int64_t L = u.size(1);
   const at::Tensor xz = in_proj(u).transpose(1, 2);  // (B, 2E, L)
   const at::Tensor x_in = xz.narrow(1, 0, inner).contiguous(), z = xz.narrow(1, inner, inner);
   const OptTensor bias = conv_bias.defined() ? OptTensor(conv_bias) : std::nullopt;
-  const at::Tensor x = mft::causal_conv1d(x_in, conv_weight.view({inner, -1}), bias, {}, /*silu=*/true);  // (B, E, L)
+  const at::Tensor w = conv_weight.view({inner, -1});
+  const int64_t keep = w.size(1) - 1;
+  at::Tensor x;  // (B, E, L)
+  if (st && L == 1) {
+    x = mft::causal_conv1d_update(x_in.select(2, 0), st->conv, w, bias, /*silu=*/true).unsqueeze(-1);
+  } else {
+    x = mft::causal_conv1d(x_in, w, bias, st ? or_none(st->conv) : std::nullopt, /*silu=*/true);
+    if (st && keep > 0) st->conv = at::cat({st->conv, x_in.to(st->conv.scalar_type())}, 2).narrow(2, L, keep).contiguous();
+  }
   const at::Tensor p = x_proj(x.transpose(1, 2));                           // (B, L, R + 2N)
   const at::Tensor dt = at::linear(p.narrow(2, 0, rank), dt_proj->weight);  // (B, L, E), bias in the scan
   const at::Tensor Bm = p.narrow(2, rank, state).transpose(1, 2);           // (B, N, L)
   const at::Tensor Cm = p.narrow(2, rank + state, state).transpose(1, 2);   // (B, N, L)
   const at::Tensor A = -at::exp(A_log.to(at::kFloat));                      // (E, N)
-  auto [y, last] = mft::selective_scan(x, dt.transpose(1, 2), A, Bm, Cm, D.to(at::kFloat), z,
-                                       dt_proj->bias.to(at::kFloat), /*delta_softplus=*/true);
+  const at::Tensor D32 = D.to(at::kFloat), dt_bias = dt_proj->bias.to(at::kFloat);
+  at::Tensor y;  // (B, E, L)
+  if (st && L == 1) {
+    y = mft::selective_state_update(st->ssm, x.select(2, 0), dt.select(1, 0), A, Bm.select(2, 0), Cm.select(2, 0),
+                                    D32, z.select(2, 0), dt_bias, /*dt_softplus=*/true)
+            .unsqueeze(-1);
+  } else {
+    at::Tensor last;
+    std::tie(y, last) = mft::selective_scan(x, dt.transpose(1, 2), A, Bm, Cm, D32, z, dt_bias,
+                                            /*delta_softplus=*/true, st ? or_none(st->ssm) : std::nullopt,
+                                            /*return_last_state=*/st != nullptr);
+    if (st) st->ssm = last;
+  }
   return out_proj(y.transpose(1, 2));  // (B, L, D)
 }
 
@@ -81,9 +142,9 @@ MambaBlockImpl::MambaBlockImpl(const MambaConfig& c) : residual_in_fp32(c.residu
   mixer = register_module("mixer", MambaMixer(c));
 }
 
-at::Tensor MambaBlockImpl::forward(const at::Tensor& h) {
+at::Tensor MambaBlockImpl::forward(const at::Tensor& h, MambaLayerState* state) {
   const at::Tensor residual = residual_in_fp32 ? h.to(at::kFloat) : h;
-  return residual + mixer(norm(h.to(norm->weight.scalar_type())));
+  return residual + mixer->forward(norm(h.to(norm->weight.scalar_type())), state);
 }
 
 MambaForCausalLMImpl::MambaForCausalLMImpl(const MambaConfig& c) : config(c) {
@@ -98,12 +159,36 @@ MambaForCausalLMImpl::MambaForCausalLMImpl(const MambaConfig& c) : config(c) {
 }
 
 at::Tensor MambaForCausalLMImpl::forward(const at::Tensor& input_ids) {
-  TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong,
-              "mamba: input_ids must be (batch, seqlen) int64; got ", input_ids.sizes(), " ", input_ids.scalar_type());
+  check_input_ids(input_ids, config.vocab_size, "mamba");
   at::Tensor h = embeddings(input_ids);
   for (const auto& layer : *layers) h = layer->as<MambaBlock>()->forward(h);
   h = norm_f(h.to(norm_f->weight.scalar_type()));
   const at::Tensor head = config.tie_word_embeddings ? embeddings->weight : lm_head->weight;  // (V, D)
+  return at::linear(h.to(head.scalar_type()), head).to(at::kFloat);
+}
+
+std::unique_ptr<DecodeCache> MambaForCausalLMImpl::new_cache(int64_t batch) {
+  auto cache = std::make_unique<MambaCache>();
+  cache->batch = batch;
+  const auto& w = embeddings->weight;
+  for (const auto& layer : *layers) {
+    const auto& mixer = *layer->as<MambaBlock>()->mixer;
+    cache->layers.push_back({at::zeros({batch, mixer.inner, config.conv_kernel - 1}, w.options()),
+                             at::zeros({batch, mixer.inner, mixer.state}, w.options().dtype(at::kFloat))});
+  }
+  return cache;
+}
+
+at::Tensor MambaForCausalLMImpl::forward_cached(const at::Tensor& input_ids, DecodeCache& base) {
+  check_input_ids(input_ids, config.vocab_size, "mamba");
+  auto* cache = dynamic_cast<MambaCache*>(&base);
+  TORCH_CHECK(cache && cache->batch == input_ids.size(0) && cache->layers.size() == layers->size(),
+              "mamba: the cache was not made by this model for batch ", input_ids.size(0));
+  at::Tensor h = embeddings(input_ids);
+  for (size_t i = 0; i < layers->size(); ++i) h = layers[i]->as<MambaBlock>()->forward(h, &cache->layers[i]);
+  cache->length += input_ids.size(1);
+  h = norm_f(h.to(norm_f->weight.scalar_type()));
+  const at::Tensor head = config.tie_word_embeddings ? embeddings->weight : lm_head->weight;
   return at::linear(h.to(head.scalar_type()), head).to(at::kFloat);
 }
 
@@ -142,8 +227,12 @@ MambaForCausalLM load_mamba(const std::string& dir) {
   // A tied head reads the embeddings; a checkpoint may still carry lm_head.weight.
   const std::set<std::string> tolerated =
       config.tie_word_embeddings ? std::set<std::string>{"lm_head.weight"} : std::set<std::string>{};
-  load_weights("mamba", dir, parameter_table(*model), io::load_safetensors_checkpoint(dir), tolerated);
+  load_weights("mamba", dir, parameter_table(*model), read_checkpoint(dir, original_mamba_renames()), tolerated);
   return model;
+}
+
+std::map<std::string, at::Tensor> MambaForCausalLMImpl::hf_state_dict() {
+  return parameter_table(*this);
 }
 
 }  // namespace mft::models

@@ -3,6 +3,10 @@
 //   embeddings -> n_layer x (RMSNorm -> MambaMixer, residual in fp32) -> RMSNorm -> lm_head.
 // The mixer runs through the mft ops (causal_conv1d, selective_scan). Parameter names equal the HF
 // checkpoint names, so loading is a name-by-name copy.
+#include "models/causal_lm.h"
+
+#include <nlohmann/json.hpp>
+
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
@@ -17,9 +21,22 @@ struct MambaConfig {
   int64_t intermediate_size = 1536, time_step_rank = 48;
   bool use_bias = false, use_conv_bias = true, tie_word_embeddings = true, residual_in_fp32 = true;
   double layer_norm_epsilon = 1e-5;
+  int64_t pad_token_id = 0, bos_token_id = 0, eos_token_id = 0;
 
   // From an HF config.json; missing keys take HF's defaults, "auto" time_step_rank = ceil(hidden / 16).
+  // Also reads the original state-spaces layout (d_model, n_layer, ssm_cfg, pad_vocab_size_multiple).
   static MambaConfig from_json_file(const std::string& path);
+  static MambaConfig from_json(const nlohmann::json& j, const std::string& path);
+  std::string to_hf_json() const;
+};
+
+// Decoding state of one Mamba-1 layer: the conv's last inputs and the SSM state.
+struct MambaLayerState {
+  at::Tensor conv;  // (B, E, K - 1), activation dtype
+  at::Tensor ssm;   // (B, E, N) fp32
+};
+struct MambaCache : DecodeCache {
+  std::vector<MambaLayerState> layers;
 };
 
 class RMSNormImpl : public torch::nn::Module {
@@ -34,7 +51,8 @@ TORCH_MODULE(RMSNorm);
 class MambaMixerImpl : public torch::nn::Module {
  public:
   explicit MambaMixerImpl(const MambaConfig& c);
-  at::Tensor forward(const at::Tensor& u);  // u: (B, L, D) -> (B, L, D)
+  // u: (B, L, D) -> (B, L, D). With `state`, continues from it and updates it (L = 1: decode step).
+  at::Tensor forward(const at::Tensor& u, MambaLayerState* state = nullptr);
   torch::nn::Linear in_proj{nullptr}, x_proj{nullptr}, dt_proj{nullptr}, out_proj{nullptr};
   at::Tensor conv_weight, conv_bias, A_log, D;  // conv_weight (E, 1, K) as in HF; A_log (E, N); D (E,)
   int64_t inner, state, rank;
@@ -44,17 +62,23 @@ TORCH_MODULE(MambaMixer);
 class MambaBlockImpl : public torch::nn::Module {
  public:
   explicit MambaBlockImpl(const MambaConfig& c);
-  at::Tensor forward(const at::Tensor& h);  // (B, L, D)
+  at::Tensor forward(const at::Tensor& h, MambaLayerState* state = nullptr);  // (B, L, D)
   RMSNorm norm{nullptr};
   MambaMixer mixer{nullptr};
   bool residual_in_fp32;
 };
 TORCH_MODULE(MambaBlock);
 
-class MambaForCausalLMImpl : public torch::nn::Module {
+class MambaForCausalLMImpl : public CausalLM {
  public:
   explicit MambaForCausalLMImpl(const MambaConfig& c);
-  at::Tensor forward(const at::Tensor& input_ids);  // (B, L) int64 -> logits (B, L, vocab) fp32
+  at::Tensor forward(const at::Tensor& input_ids) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
+  at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) override;
+  std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
+  std::string family() const override { return "mamba"; }
+  int64_t vocab_size() const override { return config.vocab_size; }
+  std::map<std::string, at::Tensor> hf_state_dict() override;
+  std::string hf_config_json() const override { return config.to_hf_json(); }
   MambaConfig config;
   torch::nn::Embedding embeddings{nullptr};
   torch::nn::ModuleList layers;
@@ -63,8 +87,9 @@ class MambaForCausalLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MambaForCausalLM);
 
-// Builds the model from an HF folder (config.json + model.safetensors or shards). Every parameter must
-// be present with the right shape (lm_head.weight may be absent when tied); extra tensors are errors.
+// Builds the model from a folder (config.json + model.safetensors, shards or pytorch_model.bin; HF or
+// original state-spaces names). Every parameter must be present with the right shape (lm_head.weight
+// may be absent when tied); extra tensors are errors.
 MambaForCausalLM load_mamba(const std::string& dir);
 
 }  // namespace mft::models

@@ -3,8 +3,13 @@
 #include "helpers.h"
 
 #include "io/safetensors.h"
+#include "models/checkpoint.h"
+#include "models/config_json.h"
+#include "models/generation.h"
 #include "models/gpt_neox.h"
 #include "models/mamba.h"
+#include "models/mamba2.h"
+#include "models/registry.h"
 
 #include <catch2/catch.hpp>
 
@@ -25,11 +30,11 @@ bool have_python() {
 
 struct HfFixture {
   fs::path dir;
-  explicit HfFixture(const std::string& config) {
+  explicit HfFixture(const std::string& config, const std::string& layout = "hf") {
     char tmpl[] = "/tmp/mft-hf-model-XXXXXX";
     dir = mkdtemp(tmpl);
     const std::string cmd = std::string(std::getenv("MFT_PYTHON")) + " " + MFT_TESTS_DIR + "/models/make_hf_model.py " +
-                            dir.string() + " " + config;
+                            dir.string() + " " + config + " " + layout;
     REQUIRE(std::system(cmd.c_str()) == 0);
   }
   ~HfFixture() { fs::remove_all(dir); }
@@ -109,4 +114,155 @@ TEST_CASE("model loading refuses mismatched checkpoints and skips old buffers", 
     mft::io::save_safetensors((hf.dir / "model.safetensors").string(), copy);
     CHECK_THROWS_WITH(mft::models::load_gpt_neox(hf.dir.string()), Contains("lacks tensor 'embed_out.weight'"));
   }
+}
+
+namespace {
+const char* const kAllConfigs[] = {"mamba-tied",    "mamba-untied-odd",     "mamba2-tied", "mamba2-untied-odd",
+                                   "neox-parallel", "neox-sequential-tied"};
+
+at::Tensor golden(const HfFixture& hf, const char* name) {
+  return mft::io::SafetensorsFile::open((hf.dir / "golden.safetensors").string()).tensor(name);
+}
+
+int64_t hidden_of(mft::models::CausalLM& m) {
+  return m.hf_state_dict().begin()->second.size(-1);
+}
+}  // namespace
+
+TEST_CASE("Mamba-2 logits match HF transformers with random weights", "[models][mamba2]") {
+  if (!have_python()) return;
+  for (const char* config : {"mamba2-tied", "mamba2-untied-odd"}) {
+    INFO("config " << config);
+    HfFixture hf(config);
+    auto model = mft::models::load_mamba2(hf.dir.string());
+    check_logits(
+        hf, [&](const at::Tensor& ids) { return model->forward(ids); }, 37 * 3, model->config.hidden_size);
+  }
+}
+
+TEST_CASE("cached decoding reproduces the full forward; greedy generation equals HF's", "[models][decode_models]") {
+  if (!have_python()) return;
+  for (const char* config : kAllConfigs) {
+    INFO("config " << config);
+    HfFixture hf(config);
+    auto model = mft::models::load_model(hf.dir.string());
+    at::NoGradGuard no_grad;
+    const at::Tensor ids = golden(hf, "ids").to(at::kLong);  // (2, 37)
+    const at::Tensor full = model->forward(ids);
+    // Prefill 20 tokens, a second prefill chunk of 5 (continuing from the cache), then one token at a time.
+    auto cache = model->new_cache(2);
+    std::vector<at::Tensor> parts{model->forward_cached(ids.narrow(1, 0, 20), *cache),
+                                  model->forward_cached(ids.narrow(1, 20, 5), *cache)};
+    for (int64_t t = 25; t < 37; ++t) parts.push_back(model->forward_cached(ids.narrow(1, t, 1), *cache));
+    const double err = mft::test::normalised_error(at::cat(parts, 1), full);
+    INFO("stepped vs full normalised error " << err);
+    CHECK(err <= mft::test::fp32_bound(37 * 3, hidden_of(*model)));
+    CHECK(cache->length == 37);
+
+    const auto prompt = ids[0].narrow(0, 0, 10);
+    const std::vector<int64_t> p(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + 10);
+    mft::models::GenerationOptions opts;
+    opts.max_new_tokens = 12;
+    std::vector<int64_t> streamed;
+    const auto ours = mft::models::generate(*model, p, opts, [&](int64_t id) {
+      streamed.push_back(id);
+      return true;
+    });
+    const at::Tensor theirs = golden(hf, "greedy").to(at::kLong).view({-1});
+    CHECK(at::equal(at::tensor(ours, at::kLong), theirs));
+    CHECK(streamed == ours);
+  }
+}
+
+TEST_CASE("original state-spaces, pytorch_model.bin and sharded checkpoints load", "[models][layouts]") {
+  if (!have_python()) return;
+  for (const auto& [config, layout] : {std::pair{"mamba-tied", "original"},
+                                       {"mamba-untied-odd", "original"},
+                                       {"mamba2-tied", "sharded"},
+                                       {"neox-parallel", "bin"},
+                                       {"neox-sequential-tied", "sharded"}}) {
+    INFO("config " << config << " layout " << layout);
+    HfFixture hf(config, layout);
+    auto model = mft::models::load_model(hf.dir.string());
+    check_logits(
+        hf, [&](const at::Tensor& ids) { return model->forward(ids); }, 37 * 3, hidden_of(*model));
+  }
+}
+
+TEST_CASE("saved in HF layout, HF transformers loads the same model", "[models][save]") {
+  if (!have_python()) return;
+  for (const char* config : kAllConfigs) {
+    INFO("config " << config);
+    HfFixture hf(config);
+    auto model = mft::models::load_model(hf.dir.string());
+    const fs::path out = hf.dir / "saved";
+    mft::models::save_hf_model(*model, out.string());
+    const std::string cmd = std::string(std::getenv("MFT_PYTHON")) + " " + MFT_TESTS_DIR + "/models/hf_logits.py " +
+                            out.string() + " " + (hf.dir / "golden.safetensors").string() + " " +
+                            (hf.dir / "reloaded.safetensors").string();
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    at::NoGradGuard no_grad;
+    const at::Tensor ours = model->forward(golden(hf, "ids").to(at::kLong));
+    const at::Tensor theirs =
+        mft::io::SafetensorsFile::open((hf.dir / "reloaded.safetensors").string()).tensor("logits");
+    CHECK(mft::test::normalised_error(ours, theirs) <= mft::test::fp32_bound(37 * 3, hidden_of(*model)));
+    // And mamba-ft reads its own output back identically.
+    auto again = mft::models::load_model(out.string());
+    CHECK(at::equal(again->forward(golden(hf, "ids").to(at::kLong)), ours));
+  }
+}
+
+TEST_CASE("Mamba-2 config errors name the file and the field; lenient JSON", "[models][mamba2]") {
+  using mft::models::Mamba2Config;
+  const auto parse = [](const std::string& text) { return mft::models::parse_lenient_json(text); };
+  const auto base = parse(
+      R"({"model_type": "mamba2", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_heads": 4,
+          "head_dim": 4, "state_size": 2, "time_step_limit": [0.0, Infinity]})");
+  const Mamba2Config c = Mamba2Config::from_json(base, "cfg.json");
+  CHECK(std::isinf(c.dt_limit_max));
+  auto tf5 = base;
+  tf5["time_step_limit"] = parse(R"([0.0, {"__float__": "Infinity"}])");
+  CHECK(std::isinf(Mamba2Config::from_json(tf5, "cfg.json").dt_limit_max));
+  CHECK(parse(R"({"s": "NaN is text", "x": NaN})")["s"] == "NaN is text");
+  auto bad = base;
+  bad.erase("num_heads");
+  CHECK_THROWS_WITH(Mamba2Config::from_json(bad, "cfg.json"), Contains("cfg.json: lacks \"num_heads\""));
+  bad = base;
+  bad["head_dim"] = 3;
+  CHECK_THROWS_WITH(Mamba2Config::from_json(bad, "cfg.json"), Contains("must equal num_heads * head_dim"));
+  bad = base;
+  bad["time_step_limit"] = "wide";
+  CHECK_THROWS_WITH(Mamba2Config::from_json(bad, "cfg.json"), Contains("\"time_step_limit\" must be [min, max]"));
+}
+
+TEST_CASE("presets build with their family's init; tiny presets have matched sizes", "[models][presets]") {
+  std::map<std::string, int64_t> counts;
+  for (const char* name : {"mamba-tiny", "mamba2-tiny", "pythia-tiny"}) {
+    auto m = mft::models::load_model(std::string("preset:") + name, 3);
+    int64_t n = 0;
+    for (const auto& [k, t] : m->hf_state_dict()) n += t.numel();
+    counts[name] = n;
+    at::NoGradGuard no_grad;
+    const at::Tensor logits = m->forward(at::randint(0, 258, {1, 9}, at::kLong));
+    CHECK(at::isfinite(logits).all().item<bool>());
+    // Same seed, same weights; another seed, other weights.
+    auto again = mft::models::load_model(std::string("preset:") + name, 3);
+    auto other = mft::models::load_model(std::string("preset:") + name, 4);
+    CHECK(at::equal(again->forward(at::ones({1, 3}, at::kLong)), m->forward(at::ones({1, 3}, at::kLong))));
+    CHECK_FALSE(at::equal(other->forward(at::ones({1, 3}, at::kLong)), m->forward(at::ones({1, 3}, at::kLong))));
+  }
+  const auto [lo, hi] = std::minmax({counts["mamba-tiny"], counts["mamba2-tiny"], counts["pythia-tiny"]});
+  INFO("tiny parameter counts: mamba " << counts["mamba-tiny"] << ", mamba2 " << counts["mamba2-tiny"] << ", pythia "
+                                       << counts["pythia-tiny"]);
+  CHECK(double(hi) / double(lo) <= 1.15);
+  // Mamba-2's dt bias is softplus^-1 of dt in [1e-3, 0.1]; A_log = log(U(1, 16)).
+  auto m2 = mft::models::load_model("preset:mamba2-tiny", 1);
+  const auto sd = m2->hf_state_dict();
+  const at::Tensor dt = at::softplus(sd.at("backbone.layers.0.mixer.dt_bias"));
+  CHECK(dt.min().item<double>() >= 1e-4);
+  CHECK(dt.max().item<double>() <= 0.1 + 1e-6);
+  const at::Tensor A = sd.at("backbone.layers.0.mixer.A_log").exp();
+  CHECK(A.min().item<double>() >= 1.0);
+  CHECK(A.max().item<double>() <= 16.0);
+  CHECK_THROWS_WITH(mft::models::load_model("preset:mamba-7b"), Contains("unknown preset \"mamba-7b\"; presets are:"));
 }

@@ -1,0 +1,16 @@
+#include "models/causal_lm.h"
+
+#include <ATen/ATen.h>
+
+namespace mft::models {
+
+void check_input_ids(const at::Tensor& input_ids, int64_t vocab, const std::string& family) {
+  TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong && input_ids.numel() > 0, family,
+              ": input_ids must be a non-empty (batch, seqlen) int64 tensor; got ", input_ids.sizes(), " ",
+              input_ids.scalar_type());
+  const int64_t lo = input_ids.min().item<int64_t>(), hi = input_ids.max().item<int64_t>();
+  TORCH_CHECK(lo >= 0 && hi < vocab, family, ": token ids must be in [0, ", vocab, "); got ids from ", lo, " to ",
+              hi);
+}
+
+}  // namespace mft::models

@@ -1,0 +1,39 @@
+#pragma once
+// What every language model in mamba-ft offers (Mamba, Mamba-2, GPT-NeoX): a full forward for training
+// and scoring, and a cached forward for generation. The cache holds what a family needs to continue a
+// sequence: Mamba's conv and SSM states (O(1) per token), GPT-NeoX's keys and values.
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <string>
+
+namespace mft::models {
+
+struct DecodeCache {
+  virtual ~DecodeCache() = default;
+  int64_t batch = 0;
+  int64_t length = 0;  // tokens consumed so far
+};
+
+class CausalLM : public torch::nn::Module {
+ public:
+  // input_ids (B, L) int64 -> logits (B, L, vocab) fp32.
+  virtual at::Tensor forward(const at::Tensor& input_ids) = 0;
+  // Continues the sequences held by `cache` with input_ids (B, L) (L = 1: one decode step; L > 1: a
+  // prefill chunk) -> logits (B, L, vocab) fp32; the cache then holds all tokens.
+  virtual at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) = 0;
+  // An empty cache for `batch` sequences, on the model's device and in its dtype.
+  virtual std::unique_ptr<DecodeCache> new_cache(int64_t batch) = 0;
+  virtual std::string family() const = 0;  // "mamba", "mamba2", "gpt_neox" (HF model_type)
+  virtual int64_t vocab_size() const = 0;  // rows of the output layer (may exceed the tokenizer's)
+  // Parameters whose values the checkpoint holds, by HF name (shared tensors appear once).
+  virtual std::map<std::string, at::Tensor> hf_state_dict() = 0;
+  // config.json content in HF's format for this model (used when saving).
+  virtual std::string hf_config_json() const = 0;
+};
+
+// Checks input_ids (B, L) int64 with 0 <= id < vocab; `family` prefixes the message.
+void check_input_ids(const at::Tensor& input_ids, int64_t vocab, const std::string& family);
+
+}  // namespace mft::models
