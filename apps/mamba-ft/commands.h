@@ -10,5 +10,9 @@ using Runner = std::function<int()>;
 
 Runner add_info(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_tokenize(CLI::App& app);
+Runner add_generate(CLI::App& app);
+Runner add_bench_model(CLI::App& app);
+Runner add_score(CLI::App& app);
 
 }  // namespace mft::app

@@ -93,7 +93,7 @@ Runner add_info(CLI::App& app) {
       "info", "Versions, CUDA, threads, the op library and its ops; or, given MODEL, what that model folder holds");
   auto json = std::make_shared<bool>(false);
   auto model = std::make_shared<std::string>();
-  sub->add_option("MODEL", *model, "HF model folder (config.json + safetensors)");
+  sub->add_option("MODEL", *model, "HF model folder (config.json + weights) or preset:NAME");
   sub->add_flag("--json", *json, "Print as JSON");
   return [json, model] { return model->empty() ? run_info(*json) : run_model_info(*model, *json); };
 }

@@ -52,6 +52,10 @@ int main(int argc, char** argv) {
   auto add = [&](mft::app::Runner run) { commands.emplace_back(app.get_subcommands({}).back(), std::move(run)); };
   add(mft::app::add_info(app));
   add(mft::app::add_bench(app));
+  add(mft::app::add_tokenize(app));
+  add(mft::app::add_generate(app));
+  add(mft::app::add_bench_model(app));
+  add(mft::app::add_score(app));
 
   try {
     app.parse(argc, argv);

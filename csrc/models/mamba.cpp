@@ -102,10 +102,23 @@ MambaMixerImpl::MambaMixerImpl(const MambaConfig& c)
   out_proj = register_module("out_proj", nn::Linear(nn::LinearOptions(inner, c.hidden_size).bias(c.use_bias)));
 }
 
+namespace {
+// W (out, in) applied to channel-major activations x (B, in, L) -> (B, out, L), contiguous. The conv
+// and the scan read (B, channels, L), so computing the projections in that layout (one GEMM per batch
+// row with transposed operands, no data movement) saves a transposed copy of every activation.
+at::Tensor channel_major_linear(const at::Tensor& w, const at::Tensor& x, const at::Tensor& bias = {}) {
+  // One step (L = 1): the transposes are free and linear's matrix-vector path reads W fastest.
+  if (x.size(2) == 1) return at::linear(x.transpose(1, 2), w, bias).transpose(1, 2);
+  at::Tensor y = at::bmm(w.unsqueeze(0).expand({x.size(0), w.size(0), w.size(1)}), x);
+  if (bias.defined()) y = y + bias.view({1, -1, 1});
+  return y;
+}
+}  // namespace
+
 at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st) {
   const int64_t L = u.size(1);
-  const at::Tensor xz = in_proj(u).transpose(1, 2);  // (B, 2E, L)
-  const at::Tensor x_in = xz.narrow(1, 0, inner).contiguous(), z = xz.narrow(1, inner, inner);
+  const at::Tensor xz = channel_major_linear(in_proj->weight, u.transpose(1, 2), in_proj->bias);  // (B, 2E, L)
+  const at::Tensor x_in = xz.narrow(1, 0, inner), z = xz.narrow(1, inner, inner);
   const OptTensor bias = conv_bias.defined() ? OptTensor(conv_bias) : std::nullopt;
   const at::Tensor w = conv_weight.view({inner, -1});
   const int64_t keep = w.size(1) - 1;
@@ -114,23 +127,25 @@ at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st) {
     x = mft::causal_conv1d_update(x_in.select(2, 0), st->conv, w, bias, /*silu=*/true).unsqueeze(-1);
   } else {
     x = mft::causal_conv1d(x_in, w, bias, st ? or_none(st->conv) : std::nullopt, /*silu=*/true);
-    if (st && keep > 0) st->conv = at::cat({st->conv, x_in.to(st->conv.scalar_type())}, 2).narrow(2, L, keep).contiguous();
+    if (st && keep > 0) {
+      st->conv = at::cat({st->conv, x_in.to(st->conv.scalar_type())}, 2).narrow(2, L, keep).contiguous();
+    }
   }
-  const at::Tensor p = x_proj(x.transpose(1, 2));                           // (B, L, R + 2N)
-  const at::Tensor dt = at::linear(p.narrow(2, 0, rank), dt_proj->weight);  // (B, L, E), bias in the scan
-  const at::Tensor Bm = p.narrow(2, rank, state).transpose(1, 2);           // (B, N, L)
-  const at::Tensor Cm = p.narrow(2, rank + state, state).transpose(1, 2);   // (B, N, L)
-  const at::Tensor A = -at::exp(A_log.to(at::kFloat));                      // (E, N)
+  const at::Tensor p = channel_major_linear(x_proj->weight, x);                       // (B, R + 2N, L)
+  const at::Tensor dt = channel_major_linear(dt_proj->weight, p.narrow(1, 0, rank));  // (B, E, L), bias in the scan
+  const at::Tensor Bm = p.narrow(1, rank, state);                                     // (B, N, L)
+  const at::Tensor Cm = p.narrow(1, rank + state, state);                             // (B, N, L)
+  const at::Tensor A = -at::exp(A_log.to(at::kFloat));                                // (E, N)
   const at::Tensor D32 = D.to(at::kFloat), dt_bias = dt_proj->bias.to(at::kFloat);
   at::Tensor y;  // (B, E, L)
   if (st && L == 1) {
-    y = mft::selective_state_update(st->ssm, x.select(2, 0), dt.select(1, 0), A, Bm.select(2, 0), Cm.select(2, 0),
+    y = mft::selective_state_update(st->ssm, x.select(2, 0), dt.select(2, 0), A, Bm.select(2, 0), Cm.select(2, 0),
                                     D32, z.select(2, 0), dt_bias, /*dt_softplus=*/true)
             .unsqueeze(-1);
   } else {
     at::Tensor last;
-    std::tie(y, last) = mft::selective_scan(x, dt.transpose(1, 2), A, Bm, Cm, D32, z, dt_bias,
-                                            /*delta_softplus=*/true, st ? or_none(st->ssm) : std::nullopt,
+    std::tie(y, last) = mft::selective_scan(x, dt, A, Bm, Cm, D32, z, dt_bias, /*delta_softplus=*/true,
+                                            st ? or_none(st->ssm) : std::nullopt,
                                             /*return_last_state=*/st != nullptr);
     if (st) st->ssm = last;
   }

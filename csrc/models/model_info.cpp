@@ -49,7 +49,8 @@ ModelInfo describe_model(const std::string& spec) {
   const auto model = load_model(spec);
   info.family = model->family();
   // Integer geometry fields of the config, as HF names them.
-  for (const auto& [key, value] : nlohmann::json::parse(model->hf_config_json()).items()) {
+  const nlohmann::json config = nlohmann::json::parse(model->hf_config_json());  // outlives the loop
+  for (const auto& [key, value] : config.items()) {
     if (value.is_number_integer() && key.find("token_id") == std::string::npos) info.sizes[key] = value.get<int64_t>();
   }
   info.parameters = count_parameters(*model);

@@ -184,4 +184,28 @@ void init_family_weights(CausalLM& model, uint64_t seed) {
   }
 }
 
+void cast_model(CausalLM& model, at::ScalarType dtype, const c10::Device& device) {
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf,
+              "model: dtype must be float32, bfloat16 or float16; got ", dtype);
+  model.to(device, dtype);
+  at::NoGradGuard no_grad;
+  for (auto& [name, t] : model.hf_state_dict()) {
+    auto ends = [&](const char* s) {
+      const size_t n = std::char_traits<char>::length(s);
+      return name.size() >= n && name.compare(name.size() - n, n, s) == 0;
+    };
+    if (ends(".A_log") || ends(".D") || ends(".dt_bias") || ends("dt_proj.bias")) {
+      at::Tensor p = t;
+      p.set_data(p.data().to(at::kFloat));
+    }
+  }
+}
+
+at::ScalarType parse_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32") return at::kFloat;
+  if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
+  if (name == "fp16" || name == "float16") return at::kHalf;
+  TORCH_CHECK(false, "dtype \"", name, "\" is not one of fp32, bf16, fp16");
+}
+
 }  // namespace mft::models

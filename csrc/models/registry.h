@@ -32,4 +32,11 @@ std::shared_ptr<CausalLM> load_model(const std::string& spec, uint64_t seed = 0)
 //   GPT-NeoX: linear and embedding weights N(0, 0.02), biases 0, LayerNorms (1, 0).
 void init_family_weights(CausalLM& model, uint64_t seed);
 
+// Moves `model` to `device` with weights and activations in `dtype` (fp32, bf16 or fp16), except the
+// SSM parameters the kernels read in fp32 (A_log, D, dt biases), which stay fp32 as in mamba-ssm.
+void cast_model(CausalLM& model, at::ScalarType dtype, const c10::Device& device = c10::Device(c10::kCPU));
+
+// "fp32" | "bf16" | "fp16" (also float32, bfloat16, float16) -> dtype; anything else is a clear error.
+at::ScalarType parse_dtype(const std::string& name);
+
 }  // namespace mft::models

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CLI contract of mamba-ft: help, version, info (text and JSON, system and MODEL), --threads, one-line
-# errors with a non-zero exit, and a tiny benchmark run.
+# errors with a non-zero exit, a tiny benchmark run, tokenize (JSONL round trips, ids equal to HF's) and
+# score (lm-eval loglikelihood requests, equal to lm-eval's HF backend).
 # Usage: test_cli.sh BUILD/mamba-ft BUILD/libmft_ops.so [VENV_PYTHON TESTS_DIR]
 set -uo pipefail
 exe=$1
@@ -23,6 +24,10 @@ run() {
   local rc=$?
   if [ "$want" = nonzero ]; then [ $rc -ne 0 ]; else [ $rc -eq "$want" ]; fi
 }
+run_in() {  # run_in INPUT_FILE EXPECTED_RC ARGS...: run with stdin from INPUT_FILE
+  local input=$1; shift
+  run "$@" <"$input"
+}
 one_line_error() {  # stderr is exactly one line starting with "mamba-ft" or CLI11's message + hint
   [ "$(wc -l <"$tmp/err")" -le 2 ] && ! grep -q "Exception raised from" "$tmp/err" && ! grep -qi "frame #" "$tmp/err"
 }
@@ -32,6 +37,8 @@ check "--version prints the version" grep -Eq '^mamba-ft [0-9]+\.[0-9]+\.[0-9]+'
 check "--help" run 0 --help
 check "--help lists info" grep -q "info" "$tmp/out"
 check "--help lists bench" grep -q "bench" "$tmp/out"
+check "--help lists tokenize" grep -q "tokenize" "$tmp/out"
+check "--help lists score" grep -q "score" "$tmp/out"
 check "--help lists --threads" grep -q -- "--threads" "$tmp/out"
 
 check "info" run 0 info
@@ -65,6 +72,24 @@ check "bench prints the scan row" grep -q "selective_scan" "$tmp/out"
 check "bench states the machine" grep -q "^machine: .*threads 2" "$tmp/out"
 check "bench CSV has 2 rows + header" test "$(wc -l <"$tmp/bench.csv")" -eq 3
 
+# tokenize with the byte tokenizer: one output line per input line; a bad line is named by its number.
+printf '{"text": "h\u00e9"}\n{"text": "<|endoftext|>"}\n' >"$tmp/bytes.jsonl"
+check "tokenize --tokenizer bytes" run_in "$tmp/bytes.jsonl" 0 tokenize --tokenizer bytes
+check "tokenize bytes: ids" test "$(cat "$tmp/out")" = $'{"ids":[104,195,169]}\n{"ids":[256]}'
+printf '{"ids": [104, 195, 169, 256]}\n' >"$tmp/bytes-ids.jsonl"
+check "tokenize --decode" run_in "$tmp/bytes-ids.jsonl" 0 tokenize --tokenizer bytes --decode --skip-special
+check "tokenize --decode --skip-special: text" test "$(cat "$tmp/out")" = '{"text":"hé"}'
+printf '{"text": "a"}\nnot json\n{"text": "b"}\n' >"$tmp/bad.jsonl"
+check "tokenize: bad line fails" run_in "$tmp/bad.jsonl" 1 tokenize --tokenizer bytes
+check "tokenize: bad line named" grep -q "^mamba-ft: error: tokenize: line 2: not valid JSON" "$tmp/err"
+check "tokenize: lines before it written" test "$(cat "$tmp/out")" = '{"ids":[97]}'
+check "tokenize: bad line: one line" one_line_error
+printf '{"text": 7}\n' >"$tmp/bad.jsonl"
+check "tokenize: non-string text fails" run_in "$tmp/bad.jsonl" 1 tokenize --tokenizer bytes
+check "tokenize: non-string text named" grep -q 'line 1: "text" must be a string; got 7' "$tmp/err"
+check "tokenize: missing tokenizer fails" run_in "$tmp/bytes.jsonl" 1 tokenize --tokenizer "$tmp/none.json"
+check "tokenize: missing tokenizer: one line" grep -q "none.json: no such file" "$tmp/err"
+
 if [ -n "$python" ]; then
   # info MODEL on a random HF model; the parameter count must equal transformers' own.
   "$python" "$tests_dir/models/make_hf_model.py" "$tmp/model" mamba-tied
@@ -78,6 +103,118 @@ if [ -n "$python" ]; then
   check "info MODEL --json has the fields" "$python" -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['family']=='mamba' and j['parameters']==int(sys.argv[2]) and j['checkpoint_dtypes']=={'F32': 22}, j" "$tmp/out" "$hf_params"
   check "info on a missing folder fails" run 1 info "$tmp/nope"
   check "info on a missing folder: one line" one_line_error
+
+  # tokenize with a tokenizer made by HF tokenizers: ids and decoded text equal HF's, both ways.
+  "$python" "$tests_dir/tokenizer/make_tokenizer_cases.py" "$tmp/tok" --count 300
+  cases=$tmp/tok/neox-pairs.cases.jsonl
+  same_as_hf() {  # same_as_hf OURS_JSONL OUR_KEY HF_KEY: each line's OUR_KEY equals HF's HF_KEY in $cases
+    "$python" - "$1" "$2" "$cases" "$3" <<'PY'
+import json, sys
+ours = [json.loads(line)[sys.argv[2]] for line in open(sys.argv[1])]
+hf = [json.loads(line)[sys.argv[4]] for line in open(sys.argv[3])]
+assert ours == hf, f"{sum(a != b for a, b in zip(ours, hf))} of {len(hf)} lines differ ({len(ours)} lines)"
+PY
+  }
+  "$python" -c "import json, sys; [print(json.dumps({'text': json.loads(l)['text']})) for l in open(sys.argv[1])]" \
+    "$cases" >"$tmp/texts.jsonl"
+  check "tokenize (folder)" run_in "$tmp/texts.jsonl" 0 tokenize --tokenizer "$tmp/tok/neox-pairs"
+  cp "$tmp/out" "$tmp/ids.jsonl"
+  check "tokenize: ids equal HF's" same_as_hf "$tmp/ids.jsonl" ids ids
+  check "tokenize --decode (file)" run_in "$tmp/ids.jsonl" 0 tokenize --tokenizer "$tmp/tok/neox-pairs/tokenizer.json" --decode
+  check "tokenize --decode: text equals HF's" same_as_hf "$tmp/out" text decoded
+  check "tokenize --decode --skip-special" run_in "$tmp/ids.jsonl" 0 tokenize --tokenizer "$tmp/tok/neox-pairs" --decode --skip-special
+  check "tokenize --skip-special: text equals HF's" same_as_hf "$tmp/out" text decoded_skip
+  sed 's/"type": "BPE"/"type": "WordPiece"/' "$tmp/tok/neox-pairs/tokenizer.json" >"$tmp/wordpiece.json"
+  check "tokenize: unsupported model fails" run_in "$tmp/texts.jsonl" 1 tokenize --tokenizer "$tmp/wordpiece.json"
+  check "tokenize: unsupported model named" grep -q 'wordpiece.json: model.type "WordPiece" is not supported (expected "BPE")' "$tmp/err"
+fi
+
+# generate on tiny presets (byte tokenizer): deterministic per seed, streams, honours --stop, clear errors.
+check "generate (greedy)" run 0 --threads 1 generate --model preset:mamba2-tiny --prompt "Hello" --max-new-tokens 12
+cp "$tmp/out" "$tmp/gen1"
+check "generate reports speed on stderr" grep -q "tokens/s decoding" "$tmp/err"
+check "generate again: same text" run 0 --threads 1 generate --model preset:mamba2-tiny --prompt "Hello" --max-new-tokens 12
+check "greedy generation is deterministic" cmp -s "$tmp/out" "$tmp/gen1"
+check "generate (sampling)" run 0 generate --model preset:pythia-tiny --prompt "ab" --max-new-tokens 40 --temperature 1.5 --top-k 50 --top-p 0.9 --seed 7 --ignore-eos
+cp "$tmp/out" "$tmp/gen2"
+check "generate (same seed)" run 0 generate --model preset:pythia-tiny --prompt "ab" --max-new-tokens 40 --temperature 1.5 --top-k 50 --top-p 0.9 --seed 7 --ignore-eos
+check "sampling with a seed is reproducible" cmp -s "$tmp/out" "$tmp/gen2"
+first_char=$(head -c 1 "$tmp/gen2")
+if [ -n "$first_char" ] && [ "$first_char" != " " ]; then
+  check "generate --stop" run 0 generate --model preset:pythia-tiny --prompt "ab" --max-new-tokens 40 --temperature 1.5 --top-k 50 --top-p 0.9 --seed 7 --ignore-eos --stop "$first_char"
+  check "--stop cuts before the stop string" test "$(cat "$tmp/out")" = ""
+fi
+check "generate: unknown preset fails" run 1 generate --model preset:mamba-7b --prompt x
+check "generate: unknown preset: presets listed" grep -q "unknown preset \"mamba-7b\"; presets are: mamba-130m" "$tmp/err"
+check "generate: bad dtype fails" run 1 generate --model preset:mamba-tiny --prompt x --dtype fp8
+check "generate: bad dtype: one line" one_line_error
+check "generate: published preset without tokenizer fails" run 1 generate --model preset:mamba-130m --prompt x
+check "generate: asks for --tokenizer" grep -q "pass --tokenizer PATH" "$tmp/err"
+check "generate --dtype bf16" run 0 generate --model preset:mamba-tiny --prompt "Hi" --max-new-tokens 4 --dtype bf16
+check "info preset:mamba2-tiny" run 0 info preset:mamba2-tiny --json
+check "info preset: family and sizes" python3 - "$tmp/out" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["family"] == "mamba2" and j["sizes"]["num_heads"] == 8 and j["parameters"] > 100000, j
+PY
+check "bench-model on a tiny preset" run 0 bench-model --model preset:mamba-tiny --prompt-tokens 16 --decode-tokens 4 --repeats 1 --json
+check "bench-model: JSON with floors" python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['prefill_gemm_floor_s']>0 and j['decode_floor_s_per_token']>0 and j['read_gb_per_s']>0, j" "$tmp/out"
+
+# score: lm-eval loglikelihood requests (JSONL) on a tiny preset with the byte tokenizer: results in input
+# order on stdout (or --output), blank lines skipped, a bad line named by its number with a non-zero exit.
+printf '{"context": "The cat", "continuation": " sat"}\n\n{"text": "hello world"}\n{"context": "", "continuation": "Hi"}\n' >"$tmp/req.jsonl"
+check "score (preset)" run 0 --threads 1 score --model preset:mamba-tiny --requests "$tmp/req.jsonl" --batch-size 2
+check "score: one line per request, fields by kind" python3 - "$tmp/out" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+assert [sorted(r) for r in rows] == [["is_greedy", "loglikelihood", "num_tokens"], ["loglikelihood", "num_tokens"],
+                                     ["is_greedy", "loglikelihood", "num_tokens"]], rows
+assert [r["num_tokens"] for r in rows] == [4, 11, 2], rows
+assert all(r["loglikelihood"] < 0 for r in rows), rows
+PY
+check "score: summary on stderr" grep -q "^score: 3 requests in" "$tmp/err"
+cp "$tmp/out" "$tmp/scores-stdout.jsonl"
+check "score --output" run 0 --threads 1 score --model preset:mamba-tiny --requests "$tmp/req.jsonl" --output "$tmp/scores.jsonl"
+check "score --output: nothing on stdout" test ! -s "$tmp/out"
+check "score --output: same results as stdout" cmp -s "$tmp/scores.jsonl" "$tmp/scores-stdout.jsonl"
+check "score --output: no temporary file left" test -z "$(find "$tmp" -name 'scores.jsonl.tmp*')"
+printf '{"context": "a", "continuation": "b"}\n{"context": "a"}\n' >"$tmp/bad.jsonl"
+check "score: bad line fails" run 1 score --model preset:mamba-tiny --requests "$tmp/bad.jsonl"
+check "score: bad line named" grep -q "^mamba-ft: error: score: $tmp/bad.jsonl line 2: \"continuation\" is missing" "$tmp/err"
+check "score: bad line: one line" one_line_error
+check "score: bad line: nothing on stdout" test ! -s "$tmp/out"
+printf '{"context": "a", "continuation": "b"}\n{"context": "a", "continuation": "b"\n' >"$tmp/bad.jsonl"
+check "score: bad JSON fails" run 1 score --model preset:mamba-tiny --requests "$tmp/bad.jsonl"
+check "score: bad JSON named" grep -q "bad.jsonl line 2: not valid JSON" "$tmp/err"
+printf '{"text": "a"}\n{"context": "a", "continuation": ""}\n' >"$tmp/bad.jsonl"
+check "score: empty continuation fails" run 1 score --model preset:mamba-tiny --requests "$tmp/bad.jsonl"
+check "score: empty continuation named" grep -q "bad.jsonl line 2: the continuation has no tokens" "$tmp/err"
+check "score: missing requests file fails" run 1 score --model preset:mamba-tiny --requests "$tmp/none.jsonl"
+check "score: unwritable --output fails" run 1 score --model preset:mamba-tiny --requests "$tmp/req.jsonl" --output /nonexistent/dir/x.jsonl
+check "score: unwritable --output: one line" one_line_error
+check "score --batch-size 0 fails" run nonzero score --model preset:mamba-tiny --requests "$tmp/req.jsonl" --batch-size 0
+
+if [ -n "$python" ]; then
+  # score on a random HF Mamba with a BPE tokenizer equals lm-eval's HF backend (tests/eval/lm_eval_oracle.py).
+  "$python" "$tests_dir/eval/make_scoring_model.py" "$tmp/score" mamba
+  cat >"$tmp/score/mamba/requests.jsonl" <<'JSONL'
+{"context": "The cat sat on the", "continuation": " mat."}
+{"context": "Question: what is the answer?\nAnswer: ", "continuation": "the answer"}
+{"text": "The dog sat on the log. Hello, world! How are you doing today?"}
+{"context": "", "continuation": "caf\u00e9 \ud83d\ude42"}
+JSONL
+  "$python" "$tests_dir/eval/lm_eval_oracle.py" --max-length 16 "$tmp/score/mamba"
+  check "score (HF model)" run 0 score --model "$tmp/score/mamba" --requests "$tmp/score/mamba/requests.jsonl" --max-length 16 --batch-size 4
+  check "score equals lm-eval's HF backend" "$python" - "$tmp/out" "$tmp/score/mamba/oracle-16.jsonl" <<'PY'
+import json, sys
+ours = [json.loads(line) for line in open(sys.argv[1])]
+want = [json.loads(line) for line in open(sys.argv[2])]
+assert len(ours) == len(want) == 4, (ours, want)
+for o, w in zip(ours, want):
+    assert o.keys() == w.keys() and o["num_tokens"] == w["num_tokens"] and o.get("is_greedy") == w.get("is_greedy"), (o, w)
+    # The bound of tests/eval/test_loglikelihood.cpp (derived there).
+    assert abs(o["loglikelihood"] - w["loglikelihood"]) <= 1e-4 * max(1, abs(w["loglikelihood"])), (o, w)
+PY
 fi
 
 echo "$pass passed, $failures failed"

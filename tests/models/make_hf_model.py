@@ -1,6 +1,7 @@
 """Writes a random-weight HF model (transformers, in .venv) to OUT_DIR with save_pretrained, plus
-OUT_DIR/golden.safetensors holding input ids (as float32), HF's fp32 logits for them and HF's greedy
-continuation ("greedy", 12 new tokens after the first 10 ids of row 0).
+OUT_DIR/golden.safetensors holding input ids (as float32), HF's fp32 logits for them, HF's greedy
+continuation ("greedy", 12 new tokens after the first 10 ids of row 0) and HF's logits with the model in
+bfloat16 ("logits_bf16").
 Usage: make_hf_model.py OUT_DIR CONFIG_NAME [LAYOUT]   (configs below: small and odd sizes, tied and untied)
   LAYOUT: hf (default: save_pretrained, one model.safetensors), sharded (model.safetensors.index.json and
   several shards), original (Mamba only: state-spaces config.json and an OrderedDict pytorch_model.bin
@@ -89,4 +90,6 @@ with torch.no_grad():
     logits = model(ids).logits.float()
     greedy = model.generate(ids[:1, :10], max_new_tokens=12, do_sample=False, eos_token_id=None,
                             pad_token_id=0)[:, 10:]
-save_file({"ids": ids.float(), "logits": logits, "greedy": greedy.float()}, f"{out_dir}/golden.safetensors")
+    logits_bf16 = model.to(torch.bfloat16)(ids).logits.float()  # HF's own bf16 error, the bound's yardstick
+save_file({"ids": ids.float(), "logits": logits, "greedy": greedy.float(), "logits_bf16": logits_bf16},
+          f"{out_dir}/golden.safetensors")

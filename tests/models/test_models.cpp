@@ -266,3 +266,30 @@ TEST_CASE("presets build with their family's init; tiny presets have matched siz
   CHECK(A.max().item<double>() <= 16.0);
   CHECK_THROWS_WITH(mft::models::load_model("preset:mamba-7b"), Contains("unknown preset \"mamba-7b\"; presets are:"));
 }
+
+TEST_CASE("models run in bf16 and fp16 with at most twice HF's bf16 error", "[models][dtypes]") {
+  if (!have_python()) return;
+  for (const char* config : kAllConfigs) {
+    HfFixture hf(config);
+    const at::Tensor ids = golden(hf, "ids").to(at::kLong);
+    const at::Tensor ref = golden(hf, "logits");
+    const double hf_err = mft::test::normalised_error(golden(hf, "logits_bf16"), ref);
+    for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+      auto model = mft::models::load_model(hf.dir.string());
+      mft::models::cast_model(*model, dtype);
+      at::NoGradGuard no_grad;
+      const double err = mft::test::normalised_error(model->forward(ids), ref);
+      INFO(config << " " << dtype << ": normalised error vs HF fp32 " << err << ", HF's own bf16 error " << hf_err);
+      // fp16 has 3 more mantissa bits than bf16, so bf16's yardstick bounds it too.
+      CHECK(err <= 2 * hf_err + mft::test::fp32_bound(37 * 3, hidden_of(*model)));
+      // The SSM parameters the kernels read in fp32 stay fp32.
+      for (const auto& [name, t] : model->hf_state_dict()) {
+        const bool ssm = name.find("A_log") != std::string::npos || name.find("dt_bias") != std::string::npos ||
+                         name.find("dt_proj.bias") != std::string::npos ||
+                         (name.size() > 2 && name.substr(name.size() - 2) == ".D");
+        INFO(name);
+        CHECK(t.scalar_type() == (ssm ? at::kFloat : dtype));
+      }
+    }
+  }
+}

@@ -154,3 +154,59 @@ def test_double_backward_is_refused():
     y = ops.causal_conv1d(x, torch.randn(4, 3), None, None, True)
     with pytest.raises(RuntimeError, match="double backward"):
         torch.autograd.grad(y.sum(), x, create_graph=True)
+
+
+def ssd_ref(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=(0.0, float("inf")),
+            initial_states=None):
+    """Mamba-2 recurrence in plain PyTorch (float64): S_t = exp(dt A) S + dt x B^T, y = S C + D x."""
+    b, L, h, p = x.shape
+    g = B.shape[2]
+    d = dt.double() + (dt_bias.double() if dt_bias is not None else 0)
+    d = F.softplus(d) if dt_softplus else d
+    d = d.clamp(dt_limit[0], dt_limit[1])
+    Bh = B.double().repeat_interleave(h // g, dim=2)  # (b, L, h, n)
+    Ch = C.double().repeat_interleave(h // g, dim=2)
+    S = initial_states.double() if initial_states is not None else x.new_zeros(b, h, p, B.shape[3], dtype=torch.float64)
+    ys = []
+    for t in range(L):
+        dA = torch.exp(d[:, t] * A.double())[:, :, None, None]
+        S = dA * S + (d[:, t, :, None, None] * x.double()[:, t, :, :, None]) * Bh[:, t, :, None, :]
+        ys.append((S * Ch[:, t, :, None, :]).sum(-1))
+    y = torch.stack(ys, 1)
+    if D is not None:
+        y = y + (D.double()[:, None] if D.dim() == 1 else D.double()) * x.double()
+    if z is not None:
+        y = y * F.silu(z.double())
+    return y, S
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 64])
+def test_ssd_scan_values_grads_and_gradcheck(chunk):
+    g = torch.Generator().manual_seed(chunk)
+    b, L, h, p, groups, n = 2, 11, 4, 3, 2, 5
+    mk = lambda *s, scale=1.0: (torch.randn(*s, generator=g, dtype=torch.float64) * scale).requires_grad_()
+    x, z = mk(b, L, h, p), mk(b, L, h, p)
+    dt, B, C = mk(b, L, h, scale=0.5), mk(b, L, groups, n), mk(b, L, groups, n)
+    A = (-torch.rand(h, generator=g, dtype=torch.float64) - 0.2).requires_grad_()
+    D, bias, init = mk(h, p), mk(h, scale=0.3), mk(b, h, p, n)
+    args = dict(D=D, z=z, dt_bias=bias, initial_states=init, dt_softplus=True)
+    out, fin = ops.ssd_scan(x, dt, A, B, C, chunk, D, z, bias, init, None, True, [0.05, 2.0], True)
+    ref, ref_fin = ssd_ref(x, dt, A, B, C, dt_limit=(0.05, 2.0), **args)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fin, ref_fin, rtol=1e-10, atol=1e-10)
+    f = lambda *t: ops.ssd_scan(*t[:5], chunk, t[5], t[6], t[7], t[8], None, True, None, True)
+    assert torch.autograd.gradcheck(f, (x, dt, A, B, C, D, z, bias, init), eps=1e-6, atol=1e-7)
+
+
+def test_ssd_state_update_steps_reproduce_ssd_scan():
+    g = torch.Generator().manual_seed(3)
+    b, L, h, p, n = 1, 7, 6, 16, 8
+    x, z = torch.randn(b, L, h, p, generator=g), torch.randn(b, L, h, p, generator=g)
+    dt, B, C = torch.randn(b, L, h, generator=g), torch.randn(b, L, 3, n, generator=g), torch.randn(b, L, 3, n, generator=g)
+    A, D, bias = -torch.rand(h, generator=g) - 0.1, torch.randn(h, generator=g), torch.randn(h, generator=g)
+    full, fin = ops.ssd_scan(x, dt, A, B, C, 4, D, z, bias, None, None, True, None, True)
+    state = torch.zeros(b, h, p, n)
+    steps = [ops.ssd_state_update(state, x[:, t], dt[:, t], A, B[:, t], C[:, t], D, z[:, t], bias, True)
+             for t in range(L)]
+    torch.testing.assert_close(torch.stack(steps, 1), full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(state, fin, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,45 @@
+#include "model_args.h"
+
+#include "models/registry.h"
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+
+namespace mft::app {
+
+void ModelArgs::add_to(CLI::App* cmd) {
+  cmd->add_option("--model", model, "HF model folder (Mamba, Mamba-2, GPT-NeoX) or preset:NAME")->required();
+  cmd->add_option("--dtype", dtype, "weights and activations: fp32, bf16 or fp16")->capture_default_str();
+  cmd->add_option("--device", device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--seed", seed, "random seed (preset initialisation, sampling)")->capture_default_str();
+  cmd->add_option("--tokenizer", tokenizer, "tokenizer.json, a folder holding one, or 'bytes' (default: the model's)");
+}
+
+LoadedModel load_model_and_tokenizer(const ModelArgs& args) {
+  namespace fs = std::filesystem;
+  LoadedModel out;
+  const at::ScalarType dtype = models::parse_dtype(args.dtype);
+  const c10::Device device(args.device);
+  TORCH_CHECK(!device.is_cuda() || at::hasCUDA(), "--device ", args.device,
+              ": this build or machine has no CUDA device");
+  out.model = models::load_model(args.model, args.seed);
+  models::cast_model(*out.model, dtype, device);
+  out.model->eval();
+  const bool tiny_preset = args.model.rfind("preset:", 0) == 0 && args.model.find("-tiny") != std::string::npos;
+  if (!args.tokenizer.empty()) {
+    out.tokenizer_source = args.tokenizer;
+  } else if (args.model.rfind("preset:", 0) != 0 && fs::exists(fs::path(args.model) / "tokenizer.json")) {
+    out.tokenizer_source = (fs::path(args.model) / "tokenizer.json").string();
+  } else if (tiny_preset) {
+    out.tokenizer_source = "bytes";
+  } else {
+    TORCH_CHECK(false, "model ", args.model, " has no tokenizer.json: pass --tokenizer PATH (or --tokenizer bytes)");
+  }
+  out.tokenizer = out.tokenizer_source == "bytes" ? make_byte_tokenizer() : load_tokenizer(out.tokenizer_source);
+  TORCH_CHECK(out.tokenizer->vocab_size() <= out.model->vocab_size(), "tokenizer ", out.tokenizer_source, " has ",
+              out.tokenizer->vocab_size(), " ids but the model's output layer only ", out.model->vocab_size());
+  return out;
+}
+
+}  // namespace mft::app

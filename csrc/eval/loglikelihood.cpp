@@ -1,0 +1,326 @@
+#include "eval/loglikelihood.h"
+
+#include "tokenizer/utf8.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/nn/module.h>
+
+#include <algorithm>
+#include <map>
+#include <string_view>
+#include <utility>
+
+namespace mft::eval {
+namespace {
+
+std::string describe(const ScoreOptions& options, size_t i) {
+  return options.describe_request ? options.describe_request(i) : "request " + std::to_string(i);
+}
+
+// Python's str.isspace(), which str.rstrip() uses in _encode_pair: Unicode White_Space plus the
+// information separators U+001C..U+001F (bidi class B/S), and not U+180E, U+200B or U+FEFF.
+bool python_isspace(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// Byte length of `s` without its trailing whitespace (valid UTF-8).
+size_t rstrip_length(std::string_view s) {
+  size_t end = 0;
+  for (size_t i = 0; i < s.size();) {
+    if (!python_isspace(tok::next_code_point(s, i))) end = i;
+  }
+  return end;
+}
+
+void check_utf8(const std::string& s, const char* what) {
+  const size_t bad = tok::find_invalid_utf8(s);
+  TORCH_CHECK(bad == std::string_view::npos, "the ", what, " is not valid UTF-8 (byte ", bad, ")");
+}
+
+// What lm-eval asserts of a pair before scoring it, plus ids the model can embed.
+void check_pair(const TokenPair& pair, int64_t vocab, int64_t max_length, const std::string& who) {
+  TORCH_CHECK(!pair.context.empty(), who, ": the context has no tokens (every continuation is conditioned on at ",
+              "least one token)");
+  TORCH_CHECK(!pair.continuation.empty(), who, ": the continuation has no tokens (lm-eval requires at least one)");
+  TORCH_CHECK(static_cast<int64_t>(pair.continuation.size()) <= max_length, who, ": the continuation has ",
+              pair.continuation.size(), " tokens, more than max_length ", max_length);
+  for (const auto* part : {&pair.context, &pair.continuation}) {
+    for (const int64_t id : *part) {
+      TORCH_CHECK(id >= 0 && id < vocab, who, ": token id ", id, " is outside the model's vocabulary [0, ", vocab, ")");
+    }
+  }
+}
+
+c10::Device model_device(models::CausalLM& model) {
+  const auto params = model.parameters();
+  return params.empty() ? c10::Device(c10::kCPU) : params.front().device();
+}
+
+// One distinct model input and the pairs that score their continuations on it.
+struct Sequence {
+  const std::vector<int64_t>* input;  // (context + continuation)[-(max_length + 1):][:-1], owned by Plan::inputs
+  std::vector<size_t> pairs;
+};
+
+// The distinct inputs in scoring order. Inputs are held once (an MMLU run has ~10^5 requests of ~10^3 tokens).
+struct Plan {
+  std::map<std::vector<int64_t>, size_t> inputs;  // input -> its Sequence before sorting (map nodes are stable)
+  std::vector<Sequence> seqs;
+};
+
+// Token k of context + continuation.
+int64_t whole_token(const TokenPair& p, size_t k) {
+  return k < p.context.size() ? p.context[k] : p.continuation[k - p.context.size()];
+}
+
+// lm-eval's Collator order: longest context + continuation first (ties: lexicographic), so that the first batch
+// is the widest and running out of memory happens at once, not at the end. A sequence sorts by its first pair.
+bool before(const TokenPair& a, const TokenPair& b) {
+  const size_t na = a.context.size() + a.continuation.size(), nb = b.context.size() + b.continuation.size();
+  if (na != nb) return na > nb;
+  for (size_t k = 0; k < na; ++k) {
+    const int64_t ta = whole_token(a, k), tb = whole_token(b, k);
+    if (ta != tb) return ta < tb;
+  }
+  return false;
+}
+
+Plan plan_inputs(const std::vector<TokenPair>& pairs, int64_t max_length) {
+  Plan plan;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const size_t n = pairs[i].context.size() + pairs[i].continuation.size();
+    const size_t first = n - std::min(n, static_cast<size_t>(max_length) + 1);
+    std::vector<int64_t> input;
+    input.reserve(n - 1 - first);
+    for (size_t k = first; k + 1 < n; ++k) input.push_back(whole_token(pairs[i], k));
+    auto [it, inserted] = plan.inputs.emplace(std::move(input), plan.seqs.size());
+    if (inserted) plan.seqs.push_back(Sequence{&it->first, {}});
+    plan.seqs[it->second].pairs.push_back(i);
+  }
+  std::sort(plan.seqs.begin(), plan.seqs.end(),
+            [&](const Sequence& a, const Sequence& b) { return before(pairs[a.pairs[0]], pairs[b.pairs[0]]); });
+  return plan;
+}
+
+// Scores the pairs of seqs[begin, end) with one forward pass into their entries of `out`.
+void score_batch(models::CausalLM& model, const std::vector<Sequence>& seqs, size_t begin, size_t end,
+                 const std::vector<TokenPair>& pairs, const c10::Device& device, std::vector<TokenScore>& out) {
+  const auto batch = static_cast<int64_t>(end - begin);
+  int64_t width = 0;
+  for (size_t s = begin; s < end; ++s) width = std::max(width, static_cast<int64_t>(seqs[s].input->size()));
+  // Right padding with id 0, as lm-eval's pad_and_concat: a causal model's outputs at the real positions do
+  // not see it.
+  at::Tensor ids = at::zeros({batch, width}, at::kLong);  // (B, T)
+  auto* ids_data = ids.data_ptr<int64_t>();
+  // Rows of the flattened (B * T, V) logits to score and the token each must predict, pair by pair.
+  std::vector<int64_t> rows, targets;
+  for (size_t s = begin; s < end; ++s) {
+    const auto b = static_cast<int64_t>(s - begin);
+    const auto& input = *seqs[s].input;
+    std::copy(input.begin(), input.end(), ids_data + b * width);
+    for (const size_t p : seqs[s].pairs) {
+      const auto& cont = pairs[p].continuation;
+      const auto first = static_cast<int64_t>(input.size() - cont.size());  // logits at t predict token t + 1
+      for (size_t k = 0; k < cont.size(); ++k) {
+        rows.push_back(b * width + first + static_cast<int64_t>(k));
+        targets.push_back(cont[k]);
+      }
+    }
+  }
+  const at::Tensor logits = model.forward(ids.to(device));  // (B, T, V) fp32
+  TORCH_INTERNAL_ASSERT(logits.dim() == 3 && logits.size(0) == batch && logits.size(1) == width);
+  const auto n = static_cast<int64_t>(rows.size());
+  const at::Tensor row_index = at::from_blob(rows.data(), {n}, at::kLong).to(device);
+  const at::Tensor target = at::from_blob(targets.data(), {n}, at::kLong).to(device);
+  // (N, V): log_softmax over the whole output layer, rows beyond the tokenizer's vocabulary included, as lm-eval.
+  const at::Tensor logp =
+      at::log_softmax(logits.reshape({-1, logits.size(2)}).index_select(0, row_index), -1, at::kFloat);
+  const at::Tensor picked = logp.gather(1, target.unsqueeze(1)).squeeze(1).to(at::kCPU, at::kDouble);  // (N,)
+  const at::Tensor greedy = logp.argmax(-1).eq(target).to(at::kCPU);                                   // (N,)
+  const double* picked_data = picked.data_ptr<double>();
+  const bool* greedy_data = greedy.data_ptr<bool>();
+  int64_t r = 0;
+  for (size_t s = begin; s < end; ++s) {
+    for (const size_t p : seqs[s].pairs) {
+      TokenScore& score = out[p];
+      score.loglikelihood = 0;
+      score.is_greedy = true;
+      for (size_t k = 0; k < pairs[p].continuation.size(); ++k, ++r) {
+        score.loglikelihood += picked_data[r];
+        score.is_greedy = score.is_greedy && greedy_data[r];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int64_t prefix_token(const Tokenizer& tokenizer, const ScoreOptions& options) {
+  if (options.prefix_token_id) return *options.prefix_token_id;
+  if (const auto bos = tokenizer.bos_token_id()) return *bos;
+  const auto eos = tokenizer.eos_token_id();
+  TORCH_CHECK(eos.has_value(), "the tokenizer has neither a BOS nor an EOS token to condition empty contexts and ",
+              "rolling windows on; give a prefix token id");
+  return *eos;
+}
+
+TokenPair encode_pair(const Tokenizer& tokenizer, const std::string& context, const std::string& continuation,
+                      int64_t prefix_token) {
+  check_utf8(context, "context");
+  check_utf8(continuation, "continuation");
+  // lm-eval's tok_encode adds no BOS to text that starts with the BOS text; our encode() never adds
+  // special tokens, which is what the GPT-NeoX tokenizer does either way.
+  if (context.empty()) {
+    std::vector<int64_t> cont = tokenizer.encode(continuation);
+    if (cont.empty() || cont.front() != prefix_token) return {{prefix_token}, std::move(cont)};
+    return {{prefix_token}, std::vector<int64_t>(cont.begin() + 1, cont.end())};
+  }
+  // "Hello " + "world" scores "Hello" + " world": BPE vocabularies attach the space to the next word.
+  const size_t keep = rstrip_length(context);
+  const std::string ctx_text = context.substr(0, keep);
+  const std::string cont_text = context.substr(keep) + continuation;
+  TokenPair pair;
+  pair.context = tokenizer.encode(ctx_text);
+  const std::vector<int64_t> whole = tokenizer.encode(ctx_text + cont_text);
+  // The continuation is what the whole adds after as many tokens as the context alone has, even where the
+  // two tokenisations disagree at the boundary.
+  if (whole.size() > pair.context.size()) {
+    pair.continuation.assign(whole.begin() + static_cast<std::ptrdiff_t>(pair.context.size()), whole.end());
+  }
+  return pair;
+}
+
+std::vector<RollingWindow> rolling_token_windows(const std::vector<int64_t>& tokens, int64_t prefix_token,
+                                                 int64_t max_seq_len, int64_t context_len) {
+  TORCH_CHECK(1 <= context_len && context_len <= max_seq_len, "rolling_token_windows: need 1 <= context_len (",
+              context_len, ") <= max_seq_len (", max_seq_len, ")");
+  std::vector<RollingWindow> windows;
+  const auto n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return windows;
+  const auto at = [&](int64_t i) { return tokens.begin() + i; };
+  // The first window predicts every token it holds, the first from the prefix token alone.
+  const int64_t first = std::min(max_seq_len, n);
+  RollingWindow w0;
+  w0.input.push_back(prefix_token);
+  w0.input.insert(w0.input.end(), at(0), at(first - 1));
+  w0.predicted.assign(at(0), at(first));
+  windows.push_back(std::move(w0));
+  // Later windows predict up to pred_len new tokens each, the first of them conditioned on at least
+  // context_len tokens; the input is the max_seq_len tokens ending just before the last prediction (it
+  // always starts at or after token 0: predicted >= max_seq_len here).
+  const int64_t pred_len = max_seq_len - context_len + 1;
+  for (int64_t predicted = first; predicted < n;) {
+    const int64_t count = std::min(n - predicted, pred_len);
+    const int64_t end = predicted + count;
+    windows.push_back(
+        {std::vector<int64_t>(at(end - max_seq_len - 1), at(end - 1)), std::vector<int64_t>(at(end - count), at(end))});
+    predicted = end;
+  }
+  return windows;
+}
+
+TokenPair make_disjoint_window(const RollingWindow& window) {
+  const size_t overlap = window.predicted.empty() ? 0 : window.predicted.size() - 1;
+  TORCH_CHECK(overlap <= window.input.size(), "make_disjoint_window: ", window.predicted.size(),
+              " predicted tokens but only ", window.input.size(), " input tokens");
+  TokenPair pair;
+  pair.context.assign(window.input.begin(), window.input.end() - static_cast<std::ptrdiff_t>(overlap));
+  pair.continuation = window.predicted;
+  return pair;
+}
+
+std::vector<TokenScore> score_tokens(models::CausalLM& model, const std::vector<TokenPair>& pairs,
+                                     const ScoreOptions& options) {
+  TORCH_CHECK(options.batch_size >= 1, "loglikelihood: batch size must be >= 1; got ", options.batch_size);
+  TORCH_CHECK(options.max_length >= 1, "loglikelihood: max_length must be >= 1; got ", options.max_length);
+  const int64_t vocab = model.vocab_size();
+  for (size_t i = 0; i < pairs.size(); ++i) check_pair(pairs[i], vocab, options.max_length, describe(options, i));
+
+  std::vector<TokenScore> out(pairs.size());
+  const Plan plan = plan_inputs(pairs, options.max_length);
+  const std::vector<Sequence>& seqs = plan.seqs;
+  const auto total = static_cast<int64_t>(seqs.size());
+  const c10::Device device = model_device(model);
+  at::NoGradGuard no_grad;
+  for (size_t begin = 0; begin < seqs.size(); begin += static_cast<size_t>(options.batch_size)) {
+    const size_t end = std::min(seqs.size(), begin + static_cast<size_t>(options.batch_size));
+    score_batch(model, seqs, begin, end, pairs, device, out);
+    if (options.progress) options.progress(static_cast<int64_t>(end), total);
+  }
+  return out;
+}
+
+std::vector<ScoreResult> score(models::CausalLM& model, const Tokenizer& tokenizer,
+                               const std::vector<ScoreRequest>& requests, const ScoreOptions& options) {
+  TORCH_CHECK(options.max_length >= 1, "loglikelihood: max_length must be >= 1; got ", options.max_length);
+  // Only a request with an empty context or a rolling text needs a prefix token: ask for it only then.
+  const bool needs_prefix = std::any_of(requests.begin(), requests.end(), [](const ScoreRequest& r) {
+    const auto* pair = std::get_if<LoglikelihoodRequest>(&r);
+    return pair == nullptr || pair->context.empty();
+  });
+  const int64_t prefix = needs_prefix ? prefix_token(tokenizer, options) : -1;
+
+  std::vector<ScoreResult> results(requests.size());
+  std::vector<TokenPair> pairs;
+  std::vector<size_t> owner;  // request of each pair
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (const auto* r = std::get_if<LoglikelihoodRequest>(&requests[i])) {
+      TORCH_CHECK(tok::find_invalid_utf8(r->context) == std::string_view::npos &&
+                      tok::find_invalid_utf8(r->continuation) == std::string_view::npos,
+                  describe(options, i), ": the text is not valid UTF-8");
+      pairs.push_back(encode_pair(tokenizer, r->context, r->continuation, prefix));
+      results[i].num_tokens = static_cast<int64_t>(pairs.back().continuation.size());
+      owner.push_back(i);
+    } else {
+      const auto& text = std::get<RollingRequest>(requests[i]).text;
+      TORCH_CHECK(tok::find_invalid_utf8(text) == std::string_view::npos, describe(options, i),
+                  ": the text is not valid UTF-8");
+      const std::vector<int64_t> tokens = tokenizer.encode(text);
+      results[i].num_tokens = static_cast<int64_t>(tokens.size());
+      results[i].is_greedy = true;  // vacuously, until a window says otherwise
+      // context_len = 1 as lm-eval's loglikelihood_rolling: windows of max_length predictions, each after
+      // the first conditioned on the one token before it (the last, shorter one on more).
+      for (const RollingWindow& w : rolling_token_windows(tokens, prefix, options.max_length, 1)) {
+        pairs.push_back(make_disjoint_window(w));
+        owner.push_back(i);
+      }
+    }
+  }
+
+  ScoreOptions pair_options = options;
+  pair_options.describe_request = [&](size_t p) { return describe(options, owner[p]); };
+  const std::vector<TokenScore> scores = score_tokens(model, pairs, pair_options);
+  for (size_t p = 0; p < pairs.size(); ++p) {
+    ScoreResult& r = results[owner[p]];
+    r.loglikelihood += scores[p].loglikelihood;
+    r.is_greedy = std::holds_alternative<RollingRequest>(requests[owner[p]]) ? r.is_greedy && scores[p].is_greedy
+                                                                             : scores[p].is_greedy;
+  }
+  return results;
+}
+
+std::vector<LoglikelihoodResult> loglikelihood(models::CausalLM& model, const Tokenizer& tokenizer,
+                                               const std::vector<LoglikelihoodRequest>& requests,
+                                               const ScoreOptions& options) {
+  const std::vector<ScoreRequest> all(requests.begin(), requests.end());
+  std::vector<LoglikelihoodResult> out;
+  out.reserve(requests.size());
+  for (const ScoreResult& r : score(model, tokenizer, all, options)) {
+    out.push_back({r.loglikelihood, r.is_greedy, r.num_tokens});
+  }
+  return out;
+}
+
+std::vector<RollingResult> loglikelihood_rolling(models::CausalLM& model, const Tokenizer& tokenizer,
+                                                 const std::vector<RollingRequest>& requests,
+                                                 const ScoreOptions& options) {
+  const std::vector<ScoreRequest> all(requests.begin(), requests.end());
+  std::vector<RollingResult> out;
+  out.reserve(requests.size());
+  for (const ScoreResult& r : score(model, tokenizer, all, options)) out.push_back({r.loglikelihood, r.num_tokens});
+  return out;
+}
+
+}  // namespace mft::eval
