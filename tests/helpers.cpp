@@ -1,6 +1,9 @@
 #include "helpers.h"
 
+#include <catch2/catch.hpp>
+
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 namespace mft::test {
@@ -45,6 +48,24 @@ at::Tensor randn(at::IntArrayRef sizes, at::ScalarType dtype, double scale) {
 at::Tensor non_contiguous(const at::Tensor& t) {
   // Store as (B, L, D) and view back as (B, D, L).
   return t.transpose(1, 2).contiguous().transpose(1, 2);
+}
+
+void check_within_bound(const std::string& what, const at::Tensor& x, const at::Tensor& ref64,
+                        const at::Tensor& ref_plain, int64_t depth, int64_t width) {
+  INFO(what);
+  REQUIRE(x.defined());
+  REQUIRE(x.sizes() == ref64.sizes());
+  const double err = normalised_error(x, ref64);
+  const double bound = ref_plain.defined() ? low_precision_bound(normalised_error(ref_plain, ref64), depth, width)
+                                           : fp32_bound(depth, width);
+  INFO("normalised error " << err << " bound " << bound);
+  CHECK(err <= bound);
+}
+
+bool have_python() {
+  if (std::getenv("MFT_PYTHON") != nullptr) return true;
+  WARN("MFT_PYTHON not set (ctest sets it): skipped");
+  return false;
 }
 
 at::Tensor finite_difference(const std::function<double()>& loss, at::Tensor& input, double h) {

@@ -37,6 +37,15 @@ at::Tensor randn(at::IntArrayRef sizes, at::ScalarType dtype, double scale = 1.0
 // A (B, D, L)-shaped tensor with the same values as `t` but non-contiguous memory (a transposed view).
 at::Tensor non_contiguous(const at::Tensor& t);
 
+// Catch2 check: `x` is within the derived bound of the fp64 reference `ref64`. With `ref_plain` (the
+// same computation by the plain reference in x's low precision) the bound is low_precision_bound of its
+// error, otherwise (fp32) fp32_bound(depth, width). `what` names the tensor in the failure message.
+void check_within_bound(const std::string& what, const at::Tensor& x, const at::Tensor& ref64,
+                        const at::Tensor& ref_plain, int64_t depth, int64_t width);
+
+// True when MFT_PYTHON names the .venv python (ctest sets it); otherwise warns that the test is skipped.
+bool have_python();
+
 // Central finite differences of scalar loss() w.r.t. every element of `input` (fp64, modified in place
 // and restored).
 at::Tensor finite_difference(const std::function<double()>& loss, at::Tensor& input, double h = 1e-6);

@@ -105,6 +105,14 @@ SsdGeometry check_ssd_scan_args(const at::Tensor& x, const at::Tensor& dt, const
   return g;
 }
 
+at::Tensor ssd_effective_dt(const at::Tensor& dt, const OptTensor& dt_bias, bool dt_softplus, double dt_min,
+                            double dt_max, at::ScalarType cd) {
+  at::Tensor d = dt.to(cd);
+  if (dt_bias) d = d + dt_bias->to(cd);
+  if (dt_softplus) d = at::softplus(d);
+  return std::isinf(dt_max) ? at::clamp_min(d, dt_min) : at::clamp(d, dt_min, dt_max);
+}
+
 void check_ssd_state_update_args(const at::Tensor& state, const at::Tensor& x, const at::Tensor& dt,
                                  const at::Tensor& A, const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
                                  const OptTensor& z, const OptTensor& dt_bias) {
@@ -158,10 +166,7 @@ at::Tensor ssd_state_update_impl(at::Tensor& state, const at::Tensor& x, const a
   const int64_t batch = x.size(0), heads = x.size(1), headdim = x.size(2), dstate = state.size(3);
   const int64_t dim = heads * headdim;
   const at::ScalarType cd = compute_dtype(x);
-  at::Tensor dtc = dt.to(cd);  // (b, h)
-  if (dt_bias) dtc = dtc + *dt_bias;
-  if (dt_softplus) dtc = at::softplus(dtc);
-  dtc = std::isinf(hi) ? at::clamp_min(dtc, lo) : at::clamp(dtc, lo, hi);
+  const at::Tensor dtc = ssd_effective_dt(dt, dt_bias, dt_softplus, lo, hi, cd);  // (b, h)
   const at::Tensor dt_ch = dtc.unsqueeze(-1).expand({batch, heads, headdim}).reshape({batch, dim});
   const at::Tensor A_ch = A.view({heads, 1, 1}).expand({heads, headdim, dstate}).reshape({dim, dstate});
   OptTensor D_ch;

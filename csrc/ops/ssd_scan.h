@@ -30,6 +30,11 @@ SsdGeometry check_ssd_scan_args(const at::Tensor& x, const at::Tensor& dt, const
                                 const OptTensor& dt_bias, const OptTensor& initial_states, const OptTensor& seq_idx,
                                 std::optional<at::ArrayRef<double>> dt_limit);
 
+// dt' = clamp(softplus(dt + dt_bias) (or dt + dt_bias), dt_min, dt_max) in `cd`, any shape ending in
+// heads: what the chunked kernel and the decode step feed the recurrence.
+at::Tensor ssd_effective_dt(const at::Tensor& dt, const OptTensor& dt_bias, bool dt_softplus, double dt_min,
+                            double dt_max, at::ScalarType cd);
+
 // Chunked SSD written with ATen batched matmuls (csrc/ops/ssd_scan_chunked.cpp): the CPU kernel and,
 // run under autograd, the backward (which recomputes the forward from the saved inputs).
 std::tuple<at::Tensor, at::Tensor> ssd_scan_chunked(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,

@@ -48,10 +48,7 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan_chunked(const at::Tensor& x, const a
   const auto opts = x.options().dtype(cd);
 
   // dt' (b, L, h); padded steps get dt' = 0: no decay, no input, so they change nothing.
-  at::Tensor d = dt.to(cd);
-  if (dt_bias) d = d + dt_bias->to(cd);
-  if (dt_softplus) d = at::softplus(d);
-  d = std::isinf(g.dt_max) ? at::clamp_min(d, g.dt_min) : at::clamp(d, g.dt_min, g.dt_max);
+  const at::Tensor d = ssd_effective_dt(dt, dt_bias, dt_softplus, g.dt_min, g.dt_max, cd);
   // x converted once: autograd would otherwise round each use's gradient to x's dtype before summing.
   const at::Tensor xc = x.to(cd);
   const at::Tensor xq = pad_seq(xc, Lp).view({b, nc, Q, h, p});

@@ -10,7 +10,8 @@
 
 namespace mft::reference {
 namespace {
-// dt' = clamp(softplus(dt + dt_bias)), any shape ending in heads.
+// dt' = clamp(softplus(dt + dt_bias)), any shape ending in heads. Written again here rather than calling
+// ssd_effective_dt: the oracle shares no code with the kernels it checks.
 at::Tensor effective_dt(const at::Tensor& dt, at::ScalarType cd, const OptTensor& dt_bias, bool dt_softplus,
                         double lo, double hi) {
   at::Tensor d = dt.to(cd);

@@ -2,6 +2,8 @@
 // against files written by the real torch.save at test time (tests/io/make_torch_pickles.py, .venv
 // python), exact dtypes/shapes/strides/values, shared storages, and hostile or corrupt files refused with
 // a message naming the file and the problem, without executing anything and without crashing.
+#include "helpers.h"
+
 #include "io/torch_pickle.h"
 #include "io/zip_reader.h"
 
@@ -17,13 +19,9 @@
 
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
+using mft::test::have_python;
 
 namespace {
-bool have_python() {
-  if (std::getenv("MFT_PYTHON") != nullptr) return true;
-  WARN("MFT_PYTHON not set (ctest sets it): skipped");
-  return false;
-}
 
 // The fixtures of make_torch_pickles.py in a fresh temporary folder.
 struct Fixtures {

@@ -20,13 +20,9 @@
 
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
+using mft::test::have_python;
 
 namespace {
-bool have_python() {
-  if (std::getenv("MFT_PYTHON") != nullptr) return true;
-  WARN("MFT_PYTHON not set (ctest sets it): skipped");
-  return false;
-}
 
 struct HfFixture {
   fs::path dir;

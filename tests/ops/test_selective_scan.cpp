@@ -31,15 +31,8 @@ void compare_case(const ScanCase& c) {
   if (lowp) plain = run_scan(in, Impl::Reference, w_out, w_last);
   const int64_t depth = (c.batch + 1) * c.seqlen, width = c.dstate + c.dim;
 
-  auto check = [&](const char* what, const at::Tensor& x, const at::Tensor& ref64, const at::Tensor& ref_plain) {
-    INFO(c.describe() << " | " << what);
-    REQUIRE(x.defined());
-    REQUIRE(x.sizes() == ref64.sizes());
-    const double err = normalised_error(x, ref64);
-    const double bound =
-        lowp ? low_precision_bound(normalised_error(ref_plain, ref64), depth, width) : fp32_bound(depth, width);
-    INFO("normalised error " << err << " bound " << bound);
-    CHECK(err <= bound);
+  auto check = [&](const std::string& what, const at::Tensor& x, const at::Tensor& ref64, const at::Tensor& ref_plain) {
+    check_within_bound(c.describe() + " | " + what, x, ref64, ref_plain, depth, width);
   };
   check("out", ours.out, exact.out, lowp ? plain.out : at::Tensor());
   REQUIRE(ours.out.scalar_type() == c.dtype);
@@ -52,7 +45,7 @@ void compare_case(const ScanCase& c) {
   const auto names = ScanInputs().leaf_names();
   for (size_t k = 0; k < names.size(); ++k) {
     if (!exact.grads[k].defined()) continue;
-    check(("grad " + names[k]).c_str(), ours.grads[k], exact.grads[k], lowp ? plain.grads[k] : at::Tensor());
+    check("grad " + names[k], ours.grads[k], exact.grads[k], lowp ? plain.grads[k] : at::Tensor());
   }
 }
 

@@ -120,14 +120,7 @@ void compare_case(const SsdCase& c) {
   // the chunk in the intra-chunk matmul, p in the state matmul.
   const int64_t depth = (c.batch + 1) * c.seqlen, width = c.dstate + c.chunk + c.headdim;
   auto check = [&](const std::string& what, const at::Tensor& x, const at::Tensor& ref64, const at::Tensor& ref_plain) {
-    INFO(c.describe() << " | " << what);
-    REQUIRE(x.defined());
-    REQUIRE(x.sizes() == ref64.sizes());
-    const double err = normalised_error(x, ref64);
-    const double bound =
-        lowp ? low_precision_bound(normalised_error(ref_plain, ref64), depth, width) : fp32_bound(depth, width);
-    INFO("normalised error " << err << " bound " << bound);
-    CHECK(err <= bound);
+    check_within_bound(c.describe() + " | " + what, x, ref64, ref_plain, depth, width);
   };
   check("out", ours.out, exact.out, lowp ? plain.out : at::Tensor());
   CHECK(ours.out.scalar_type() == c.dtype);
