@@ -13,4 +13,11 @@ void check_input_ids(const at::Tensor& input_ids, int64_t vocab, const std::stri
               hi);
 }
 
+void check_seq_idx(const std::optional<at::Tensor>& seq_idx, const at::Tensor& input_ids, const std::string& family) {
+  if (!seq_idx) return;
+  TORCH_CHECK(seq_idx->sizes() == input_ids.sizes() && seq_idx->scalar_type() == at::kInt, family,
+              ": seq_idx must be int32 with the shape of input_ids ", input_ids.sizes(), "; got ", seq_idx->sizes(),
+              " ", seq_idx->scalar_type());
+}
+
 }  // namespace mft::models

@@ -6,6 +6,7 @@
 #include <torch/nn/module.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace mft::models {
@@ -18,8 +19,10 @@ struct DecodeCache {
 
 class CausalLM : public torch::nn::Module {
  public:
-  // input_ids (B, L) int64 -> logits (B, L, vocab) fp32.
-  virtual at::Tensor forward(const at::Tensor& input_ids) = 0;
+  // input_ids (B, L) int64 -> logits (B, L, vocab) fp32. seq_idx (B, L) int32 marks packed documents
+  // (0, 0, 1, 1, 1, 2, ...): each document is computed as if it were alone in its row (Mamba's conv and
+  // scan states reset, GPT-NeoX attends within the document and restarts its positions).
+  virtual at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) = 0;
   // Continues the sequences held by `cache` with input_ids (B, L) (L = 1: one decode step; L > 1: a
   // prefill chunk) -> logits (B, L, vocab) fp32; the cache then holds all tokens.
   virtual at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) = 0;
@@ -35,5 +38,7 @@ class CausalLM : public torch::nn::Module {
 
 // Checks input_ids (B, L) int64 with 0 <= id < vocab; `family` prefixes the message.
 void check_input_ids(const at::Tensor& input_ids, int64_t vocab, const std::string& family);
+// Checks seq_idx (B, L) int32 like input_ids.
+void check_seq_idx(const std::optional<at::Tensor>& seq_idx, const at::Tensor& input_ids, const std::string& family);
 
 }  // namespace mft::models

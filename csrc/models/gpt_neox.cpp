@@ -109,7 +109,7 @@ at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Te
 }  // namespace
 
 at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv,
-                                       int64_t past) {
+                                       int64_t past, const at::Tensor& mask) {
   const int64_t B = x.size(0), L = x.size(1);
   // Fused projection interleaved per head: (B, L, H, [q | k | v] x head_size).
   const at::Tensor qkv = query_key_value(x).view({B, L, heads, 3 * head_size}).transpose(1, 2);  // (B, H, L, 3hd)
@@ -117,7 +117,10 @@ at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& co
   at::Tensor k = apply_rotary(qkv.narrow(-1, head_size, head_size), cos, sin, rotary_ndims);
   at::Tensor v = qkv.narrow(-1, 2 * head_size, head_size);
   at::Tensor o;  // (B, H, L, hd)
-  if (kv == nullptr) {
+  if (mask.defined()) {
+    TORCH_CHECK(kv == nullptr, "gpt_neox: packed documents (seq_idx) cannot be decoded with a cache");
+    o = at::scaled_dot_product_attention(q, k, v, mask);
+  } else if (kv == nullptr) {
     o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
   } else {
     const int64_t total = past + L;
@@ -154,8 +157,8 @@ at::Tensor GPTNeoXLayerImpl::mlp(const at::Tensor& x) {
 }
 
 at::Tensor GPTNeoXLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv,
-                                     int64_t past) {
-  const at::Tensor attn = attention(input_layernorm(x), cos, sin, kv, past);
+                                     int64_t past, const at::Tensor& mask) {
+  const at::Tensor attn = attention(input_layernorm(x), cos, sin, kv, past, mask);
   if (parallel) return x + attn + mlp(post_attention_layernorm(x));
   const at::Tensor h = x + attn;
   return h + mlp(post_attention_layernorm(h));
@@ -172,15 +175,15 @@ GPTNeoXForCausalLMImpl::GPTNeoXForCausalLMImpl(const GPTNeoXConfig& c) : config(
   }
 }
 
-at::Tensor GPTNeoXForCausalLMImpl::forward(const at::Tensor& input_ids) {
-  return run(input_ids, nullptr);
+at::Tensor GPTNeoXForCausalLMImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx) {
+  return run(input_ids, nullptr, seq_idx);
 }
 
 at::Tensor GPTNeoXForCausalLMImpl::forward_cached(const at::Tensor& input_ids, DecodeCache& base) {
   auto* cache = dynamic_cast<GPTNeoXCache*>(&base);
   TORCH_CHECK(cache && cache->batch == input_ids.size(0) && cache->layers.size() == layers->size(),
               "gpt_neox: the cache was not made by this model for batch ", input_ids.size(0));
-  return run(input_ids, cache);
+  return run(input_ids, cache, std::nullopt);
 }
 
 std::unique_ptr<DecodeCache> GPTNeoXForCausalLMImpl::new_cache(int64_t batch) {
@@ -190,20 +193,35 @@ std::unique_ptr<DecodeCache> GPTNeoXForCausalLMImpl::new_cache(int64_t batch) {
   return cache;
 }
 
-at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache* cache) {
+at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache* cache,
+                                       const std::optional<at::Tensor>& seq_idx) {
   check_input_ids(input_ids, config.vocab_size, "gpt_neox");
-  const int64_t L = input_ids.size(1), rot = config.rotary_ndims();
+  check_seq_idx(seq_idx, input_ids, "gpt_neox");
+  const int64_t B = input_ids.size(0), L = input_ids.size(1), rot = config.rotary_ndims();
   const int64_t past = cache ? cache->length : 0;
-  // inv_freq[j] = base^(-2j / rot); angles (L, rot / 2) duplicated to (L, rot), positions past..past+L-1.
+  // inv_freq[j] = base^(-2j / rot); angles duplicated to rot dims. Positions past..past+L-1, or, for packed
+  // documents, counted from each document's start, with attention kept inside the document.
   const auto f32 = embed_in->weight.options().dtype(at::kFloat);
   const at::Tensor inv_freq =
       at::pow(config.rotary_emb_base, -at::arange(0, rot, 2, f32) / double(std::max<int64_t>(rot, 1)));
-  const at::Tensor freqs = at::outer(at::arange(past, past + L, f32), inv_freq);
+  at::Tensor positions = at::arange(past, past + L, f32);  // (L,)
+  at::Tensor mask;
+  if (seq_idx) {
+    const at::Tensor t = at::arange(L, f32.dtype(at::kLong)).expand({B, L});
+    const at::Tensor starts = at::cat({at::ones({B, 1}, seq_idx->options().dtype(at::kBool)),
+                                       seq_idx->narrow(1, 1, L - 1).ne(seq_idx->narrow(1, 0, L - 1))},
+                                      1);                                                   // (B, L)
+    const at::Tensor doc_start = std::get<0>((t * starts.to(at::kLong)).cummax(1));        // (B, L)
+    positions = (t - doc_start).to(at::kFloat).unsqueeze(1);                                 // (B, 1, L)
+    const at::Tensor same = seq_idx->unsqueeze(2).eq(seq_idx->unsqueeze(1));                 // (B, L, L)
+    mask = same.logical_and(at::ones({L, L}, same.options()).tril()).unsqueeze(1);            // (B, 1, L, L)
+  }
+  const at::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // (L, rot/2) or (B, 1, L, rot/2)
   const at::Tensor emb = at::cat({freqs, freqs}, -1);
   at::Tensor h = embed_in(input_ids);
   const at::Tensor cos = emb.cos().to(h.scalar_type()), sin = emb.sin().to(h.scalar_type());
   for (size_t i = 0; i < layers->size(); ++i) {
-    h = layers[i]->as<GPTNeoXLayer>()->forward(h, cos, sin, cache ? &cache->layers[i] : nullptr, past);
+    h = layers[i]->as<GPTNeoXLayer>()->forward(h, cos, sin, cache ? &cache->layers[i] : nullptr, past, mask);
   }
   if (cache) cache->length += L;
   h = final_layer_norm(h);

@@ -44,17 +44,19 @@ struct GPTNeoXCache : DecodeCache {
 class GPTNeoXLayerImpl : public torch::nn::Module {
  public:
   explicit GPTNeoXLayerImpl(const GPTNeoXConfig& c);
-  // x: (B, L, D); cos, sin: (L, rotary_ndims) for positions past..past+L-1. With `kv` (holding `past`
+  // x: (B, L, D); cos, sin: (L, rotary_ndims) or (B, 1, L, rotary_ndims) for positions past..past+L-1. With `kv` (holding `past`
   // positions), attends to them too and appends this chunk's keys and values.
+  // `mask` (B, 1, L, L) bool, when given, replaces the causal mask (packed documents).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv = nullptr,
-                     int64_t past = 0);
+                     int64_t past = 0, const at::Tensor& mask = {});
   torch::nn::LayerNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   torch::nn::Linear query_key_value{nullptr}, dense{nullptr}, dense_h_to_4h{nullptr}, dense_4h_to_h{nullptr};
   int64_t heads, head_size, rotary_ndims;
   bool parallel;
 
  private:
-  at::Tensor attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv, int64_t past);
+  at::Tensor attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv, int64_t past,
+                       const at::Tensor& mask);
   at::Tensor mlp(const at::Tensor& x);
 };
 TORCH_MODULE(GPTNeoXLayer);
@@ -62,7 +64,7 @@ TORCH_MODULE(GPTNeoXLayer);
 class GPTNeoXForCausalLMImpl : public CausalLM {
  public:
   explicit GPTNeoXForCausalLMImpl(const GPTNeoXConfig& c);
-  at::Tensor forward(const at::Tensor& input_ids) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
+  at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
   at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) override;
   std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
   std::string family() const override { return "gpt_neox"; }
@@ -76,7 +78,7 @@ class GPTNeoXForCausalLMImpl : public CausalLM {
   torch::nn::Linear embed_out{nullptr};  // only when not tied to embed_in
 
  private:
-  at::Tensor run(const at::Tensor& input_ids, GPTNeoXCache* cache);
+  at::Tensor run(const at::Tensor& input_ids, GPTNeoXCache* cache, const std::optional<at::Tensor>& seq_idx);
 };
 TORCH_MODULE(GPTNeoXForCausalLM);
 

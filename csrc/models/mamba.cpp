@@ -115,7 +115,7 @@ at::Tensor channel_major_linear(const at::Tensor& w, const at::Tensor& x, const 
 }
 }  // namespace
 
-at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st) {
+at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st, const OptTensor& seq_idx) {
   const int64_t L = u.size(1);
   const at::Tensor xz = channel_major_linear(in_proj->weight, u.transpose(1, 2), in_proj->bias);  // (B, 2E, L)
   const at::Tensor x_in = xz.narrow(1, 0, inner), z = xz.narrow(1, inner, inner);
@@ -126,7 +126,7 @@ at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st) {
   if (st && L == 1) {
     x = mft::causal_conv1d_update(x_in.select(2, 0), st->conv, w, bias, /*silu=*/true).unsqueeze(-1);
   } else {
-    x = mft::causal_conv1d(x_in, w, bias, st ? or_none(st->conv) : std::nullopt, /*silu=*/true);
+    x = mft::causal_conv1d(x_in, w, bias, st ? or_none(st->conv) : std::nullopt, /*silu=*/true, seq_idx);
     if (st && keep > 0) {
       st->conv = at::cat({st->conv, x_in.to(st->conv.scalar_type())}, 2).narrow(2, L, keep).contiguous();
     }
@@ -146,7 +146,7 @@ at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st) {
     at::Tensor last;
     std::tie(y, last) = mft::selective_scan(x, dt, A, Bm, Cm, D32, z, dt_bias, /*delta_softplus=*/true,
                                             st ? or_none(st->ssm) : std::nullopt,
-                                            /*return_last_state=*/st != nullptr);
+                                            /*return_last_state=*/st != nullptr, seq_idx);
     if (st) st->ssm = last;
   }
   return out_proj(y.transpose(1, 2));  // (B, L, D)
@@ -157,9 +157,9 @@ MambaBlockImpl::MambaBlockImpl(const MambaConfig& c) : residual_in_fp32(c.residu
   mixer = register_module("mixer", MambaMixer(c));
 }
 
-at::Tensor MambaBlockImpl::forward(const at::Tensor& h, MambaLayerState* state) {
+at::Tensor MambaBlockImpl::forward(const at::Tensor& h, MambaLayerState* state, const OptTensor& seq_idx) {
   const at::Tensor residual = residual_in_fp32 ? h.to(at::kFloat) : h;
-  return residual + mixer->forward(norm(h.to(norm->weight.scalar_type())), state);
+  return residual + mixer->forward(norm(h.to(norm->weight.scalar_type())), state, seq_idx);
 }
 
 MambaForCausalLMImpl::MambaForCausalLMImpl(const MambaConfig& c) : config(c) {
@@ -173,10 +173,11 @@ MambaForCausalLMImpl::MambaForCausalLMImpl(const MambaConfig& c) : config(c) {
   }
 }
 
-at::Tensor MambaForCausalLMImpl::forward(const at::Tensor& input_ids) {
+at::Tensor MambaForCausalLMImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx) {
   check_input_ids(input_ids, config.vocab_size, "mamba");
+  check_seq_idx(seq_idx, input_ids, "mamba");
   at::Tensor h = embeddings(input_ids);
-  for (const auto& layer : *layers) h = layer->as<MambaBlock>()->forward(h);
+  for (const auto& layer : *layers) h = layer->as<MambaBlock>()->forward(h, nullptr, seq_idx);
   h = norm_f(h.to(norm_f->weight.scalar_type()));
   const at::Tensor head = config.tie_word_embeddings ? embeddings->weight : lm_head->weight;  // (V, D)
   return at::linear(h.to(head.scalar_type()), head).to(at::kFloat);

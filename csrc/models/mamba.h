@@ -4,6 +4,7 @@
 // The mixer runs through the mft ops (causal_conv1d, selective_scan). Parameter names equal the HF
 // checkpoint names, so loading is a name-by-name copy.
 #include "models/causal_lm.h"
+#include "ops/ops.h"
 
 #include <nlohmann/json.hpp>
 
@@ -52,7 +53,7 @@ class MambaMixerImpl : public torch::nn::Module {
  public:
   explicit MambaMixerImpl(const MambaConfig& c);
   // u: (B, L, D) -> (B, L, D). With `state`, continues from it and updates it (L = 1: decode step).
-  at::Tensor forward(const at::Tensor& u, MambaLayerState* state = nullptr);
+  at::Tensor forward(const at::Tensor& u, MambaLayerState* state = nullptr, const OptTensor& seq_idx = {});
   torch::nn::Linear in_proj{nullptr}, x_proj{nullptr}, dt_proj{nullptr}, out_proj{nullptr};
   at::Tensor conv_weight, conv_bias, A_log, D;  // conv_weight (E, 1, K) as in HF; A_log (E, N); D (E,)
   int64_t inner, state, rank;
@@ -62,7 +63,7 @@ TORCH_MODULE(MambaMixer);
 class MambaBlockImpl : public torch::nn::Module {
  public:
   explicit MambaBlockImpl(const MambaConfig& c);
-  at::Tensor forward(const at::Tensor& h, MambaLayerState* state = nullptr);  // (B, L, D)
+  at::Tensor forward(const at::Tensor& h, MambaLayerState* state = nullptr, const OptTensor& seq_idx = {});  // (B, L, D)
   RMSNorm norm{nullptr};
   MambaMixer mixer{nullptr};
   bool residual_in_fp32;
@@ -72,7 +73,7 @@ TORCH_MODULE(MambaBlock);
 class MambaForCausalLMImpl : public CausalLM {
  public:
   explicit MambaForCausalLMImpl(const MambaConfig& c);
-  at::Tensor forward(const at::Tensor& input_ids) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
+  at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
   at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) override;
   std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
   std::string family() const override { return "mamba"; }

@@ -129,7 +129,7 @@ at::Tensor Mamba2MixerImpl::gated_norm(const at::Tensor& y, const at::Tensor& z)
   return norm_weight * normed.view(sizes).to(y.scalar_type());
 }
 
-at::Tensor Mamba2MixerImpl::forward(const at::Tensor& u, Mamba2LayerState* st) {
+at::Tensor Mamba2MixerImpl::forward(const at::Tensor& u, Mamba2LayerState* st, const OptTensor& seq_idx) {
   const int64_t B = u.size(0), L = u.size(1), E = config.intermediate_size(), H = config.num_heads;
   const int64_t P = config.head_dim, G = config.n_groups, N = config.state_size, CD = config.conv_dim();
   const at::Tensor proj = in_proj(u);  // (B, L, E + CD + H): [z | xBC | dt]
@@ -143,7 +143,7 @@ at::Tensor Mamba2MixerImpl::forward(const at::Tensor& u, Mamba2LayerState* st) {
   if (st && L == 1) {
     xBC = mft::causal_conv1d_update(xBC_in.select(2, 0), st->conv, w, bias, /*silu=*/true).unsqueeze(-1);
   } else {
-    xBC = mft::causal_conv1d(xBC_in, w, bias, st ? or_none(st->conv) : std::nullopt, /*silu=*/true);
+    xBC = mft::causal_conv1d(xBC_in, w, bias, st ? or_none(st->conv) : std::nullopt, /*silu=*/true, seq_idx);
     if (st && keep > 0) {
       st->conv = at::cat({st->conv, xBC_in.to(st->conv.scalar_type())}, 2).narrow(2, L, keep).contiguous();
     }
@@ -163,7 +163,7 @@ at::Tensor Mamba2MixerImpl::forward(const at::Tensor& u, Mamba2LayerState* st) {
   } else {
     at::Tensor fin;
     std::tie(y, fin) = mft::ssd_scan(x, dt, A, Bm, Cm, config.chunk_size, D32, {}, bias32,
-                                     st ? or_none(st->ssm) : std::nullopt, {}, /*dt_softplus=*/true, limit,
+                                     st ? or_none(st->ssm) : std::nullopt, seq_idx, /*dt_softplus=*/true, limit,
                                      /*return_final_states=*/st != nullptr);
     if (st) st->ssm = fin;
   }
@@ -175,9 +175,9 @@ Mamba2BlockImpl::Mamba2BlockImpl(const Mamba2Config& c) : residual_in_fp32(c.res
   mixer = register_module("mixer", Mamba2Mixer(c));
 }
 
-at::Tensor Mamba2BlockImpl::forward(const at::Tensor& h, Mamba2LayerState* state) {
+at::Tensor Mamba2BlockImpl::forward(const at::Tensor& h, Mamba2LayerState* state, const OptTensor& seq_idx) {
   const at::Tensor residual = residual_in_fp32 ? h.to(at::kFloat) : h;
-  return residual + mixer->forward(norm(h.to(norm->weight.scalar_type())), state);
+  return residual + mixer->forward(norm(h.to(norm->weight.scalar_type())), state, seq_idx);
 }
 
 Mamba2ForCausalLMImpl::Mamba2ForCausalLMImpl(const Mamba2Config& c) : config(c) {
@@ -196,10 +196,11 @@ at::Tensor Mamba2ForCausalLMImpl::head(const at::Tensor& h) {
   return at::linear(normed.to(w.scalar_type()), w).to(at::kFloat);
 }
 
-at::Tensor Mamba2ForCausalLMImpl::forward(const at::Tensor& input_ids) {
+at::Tensor Mamba2ForCausalLMImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx) {
   check_input_ids(input_ids, config.vocab_size, "mamba2");
+  check_seq_idx(seq_idx, input_ids, "mamba2");
   at::Tensor h = embeddings(input_ids);
-  for (const auto& layer : *layers) h = layer->as<Mamba2Block>()->forward(h);
+  for (const auto& layer : *layers) h = layer->as<Mamba2Block>()->forward(h, nullptr, seq_idx);
   return head(h);
 }
 

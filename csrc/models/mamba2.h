@@ -44,7 +44,7 @@ struct Mamba2Cache : DecodeCache {
 class Mamba2MixerImpl : public torch::nn::Module {
  public:
   explicit Mamba2MixerImpl(const Mamba2Config& c);
-  at::Tensor forward(const at::Tensor& u, Mamba2LayerState* state = nullptr);  // (B, L, D) -> (B, L, D)
+  at::Tensor forward(const at::Tensor& u, Mamba2LayerState* state = nullptr, const OptTensor& seq_idx = {});
   torch::nn::Linear in_proj{nullptr}, out_proj{nullptr};
   at::Tensor conv_weight, conv_bias, dt_bias, A_log, D, norm_weight;  // conv (conv_dim, 1, K); A_log, D (H,)
   Mamba2Config config;
@@ -57,7 +57,7 @@ TORCH_MODULE(Mamba2Mixer);
 class Mamba2BlockImpl : public torch::nn::Module {
  public:
   explicit Mamba2BlockImpl(const Mamba2Config& c);
-  at::Tensor forward(const at::Tensor& h, Mamba2LayerState* state = nullptr);
+  at::Tensor forward(const at::Tensor& h, Mamba2LayerState* state = nullptr, const OptTensor& seq_idx = {});
   RMSNorm norm{nullptr};
   Mamba2Mixer mixer{nullptr};
   bool residual_in_fp32;
@@ -67,7 +67,7 @@ TORCH_MODULE(Mamba2Block);
 class Mamba2ForCausalLMImpl : public CausalLM {
  public:
   explicit Mamba2ForCausalLMImpl(const Mamba2Config& c);
-  at::Tensor forward(const at::Tensor& input_ids) override;
+  at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) override;
   at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) override;
   std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
   std::string family() const override { return "mamba2"; }

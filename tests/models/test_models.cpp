@@ -289,3 +289,28 @@ TEST_CASE("models run in bf16 and fp16 with at most twice HF's bf16 error", "[mo
     }
   }
 }
+
+TEST_CASE("packed documents (seq_idx) compute as if each were alone", "[models][presets]") {
+  for (const char* name : {"preset:mamba-tiny", "preset:mamba2-tiny", "preset:pythia-tiny"}) {
+    INFO(name);
+    auto model = mft::models::load_model(name, 5);
+    at::NoGradGuard no_grad;
+    const std::vector<int64_t> lengths{5, 7, 4};
+    std::vector<at::Tensor> docs, seq;
+    for (size_t d = 0; d < lengths.size(); ++d) {
+      docs.push_back(at::randint(0, 258, {1, lengths[d]}, at::kLong));
+      seq.push_back(at::full({1, lengths[d]}, int(d), at::kInt));
+    }
+    const at::Tensor packed = model->forward(at::cat(docs, 1), at::cat(seq, 1));  // (1, 16, V)
+    int64_t offset = 0;
+    for (size_t d = 0; d < docs.size(); ++d) {
+      const at::Tensor alone = model->forward(docs[d]);
+      const double err = mft::test::normalised_error(packed.narrow(1, offset, lengths[d]), alone);
+      INFO("document " << d << " normalised error " << err);
+      CHECK(err <= mft::test::fp32_bound(16 * 4, 64));
+      offset += lengths[d];
+    }
+    CHECK_THROWS_WITH(model->forward(at::cat(docs, 1), at::zeros({1, 3}, at::kInt)),
+                      Contains("seq_idx must be int32 with the shape of input_ids"));
+  }
+}
