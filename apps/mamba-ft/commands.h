@@ -14,5 +14,8 @@ Runner add_tokenize(CLI::App& app);
 Runner add_generate(CLI::App& app);
 Runner add_bench_model(CLI::App& app);
 Runner add_score(CLI::App& app);
+Runner add_merge(CLI::App& app);
+Runner add_make_data(CLI::App& app);
+Runner add_train(CLI::App& app);
 
 }  // namespace mft::app

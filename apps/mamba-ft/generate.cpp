@@ -4,7 +4,13 @@
 #include "commands.h"
 #include "model_args.h"
 
+#include "data/dataset.h"
 #include "models/generation.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
 
@@ -19,7 +25,23 @@ struct GenerateArgs {
   models::GenerationOptions gen;
   std::vector<std::string> stop;
   bool no_eos = false;
+  std::string template_name;  // a template name, or a training output folder holding template.json
 };
+
+// The prompt template: a name (alpaca, chatml, zephyr, none) or a `mamba-ft train` output folder, whose
+// template.json says what the model was tuned with.
+std::string resolve_template(const std::string& spec) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(spec)) return spec;
+  fs::path file = fs::path(spec) / "template.json";
+  if (!fs::exists(file)) file = fs::path(spec).parent_path() / "template.json";  // OUTPUT/final -> OUTPUT
+  TORCH_CHECK(fs::exists(file), "generate: --template ", spec, " is a folder without template.json");
+  std::ifstream in(file);
+  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  TORCH_CHECK(j.is_object() && j.contains("template") && j["template"].is_string(), "generate: ", file.string(),
+              " must hold {\"template\": NAME}");
+  return j["template"];
+}
 
 // Length of the longest suffix of `text` that is a proper prefix of some stop string: text that
 // may still turn into a stop string is held back.
@@ -40,7 +62,10 @@ int run_generate(GenerateArgs& a) {
   TORCH_CHECK(!a.prompt.empty(), "generate: --prompt must not be empty");
   for (const auto& s : a.stop) TORCH_CHECK(!s.empty(), "generate: --stop strings must not be empty");
   auto loaded = load_model_and_tokenizer(a.model);
-  const auto prompt = loaded.tokenizer->encode(a.prompt);
+  const std::string prompt_text = a.template_name.empty()
+                                      ? a.prompt
+                                      : data::render_prompt(resolve_template(a.template_name), a.prompt, "");
+  const auto prompt = loaded.tokenizer->encode(prompt_text);
   TORCH_CHECK(!prompt.empty(), "generate: the prompt encodes to no tokens");
   a.gen.seed = a.model.seed;
   if (!a.no_eos) a.gen.eos_token_id = loaded.tokenizer->eos_token_id();
@@ -105,6 +130,8 @@ Runner add_generate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--stop", a->stop, "stop before this string (repeatable)");
   cmd->add_flag("--ignore-eos", a->no_eos, "keep going after the end-of-text token");
+  cmd->add_option("--template", a->template_name,
+                  "wrap the prompt as an instruction: alpaca, chatml, zephyr, none, or a `train` output folder");
   return [a] { return run_generate(*a); };
 }
 

@@ -56,6 +56,9 @@ int main(int argc, char** argv) {
   add(mft::app::add_generate(app));
   add(mft::app::add_bench_model(app));
   add(mft::app::add_score(app));
+  add(mft::app::add_merge(app));
+  add(mft::app::add_make_data(app));
+  add(mft::app::add_train(app));
 
   try {
     app.parse(argc, argv);

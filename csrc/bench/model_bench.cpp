@@ -1,5 +1,7 @@
 #include "bench/model_bench.h"
 
+#include "core/memory.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -26,21 +28,6 @@ double best_of(int repeats, const std::function<void()>& f) {
   return best;
 }
 
-// VmRSS / VmHWM from /proc/self/status, in MiB.
-double proc_status_mb(const std::string& key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) / 1024.0;
-  }
-  return 0.0;
-}
-
-// Resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0).
-void reset_peak_rss() {
-  std::ofstream("/proc/self/clear_refs") << "5";
-}
-
 // Weights the forward multiplies with (2-D parameters): every linear layer and the output head; the
 // input embedding is a row lookup unless tied to the head, and Mamba's A_log is elementwise.
 std::vector<at::Tensor> gemm_weights(models::CausalLM& m, bool& head_tied) {
@@ -60,7 +47,7 @@ std::vector<at::Tensor> gemm_weights(models::CausalLM& m, bool& head_tied) {
 ModelBenchResult run_model_bench(models::CausalLM& model, const ModelBenchOptions& o) {
   at::NoGradGuard no_grad;
   ModelBenchResult r;
-  r.rss_after_load_mb = proc_status_mb("VmRSS");
+  r.rss_after_load_mb = rss_mb();
   reset_peak_rss();
   r.family = model.family();
   const auto params = model.parameters();
@@ -93,7 +80,7 @@ ModelBenchResult run_model_bench(models::CausalLM& model, const ModelBenchOption
   for (int64_t i = 0; i < o.decode_tokens; ++i) next = model.forward_cached(next, *cache).select(1, -1).argmax(-1, true);
   r.decode_s_per_token = std::chrono::duration<double>(Clock::now() - t0).count() / double(o.decode_tokens);
   r.decode_tokens_per_s = 1.0 / r.decode_s_per_token;
-  r.peak_rss_over_load_mb = proc_status_mb("VmHWM") - r.rss_after_load_mb;
+  r.peak_rss_over_load_mb = peak_rss_mb() - r.rss_after_load_mb;
 
   // Prefill floor: every matmul of the forward timed alone (same shapes, dtype, threads).
   bool tied = false;

@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,6 +35,13 @@ class CausalLM : public torch::nn::Module {
   virtual std::map<std::string, at::Tensor> hf_state_dict() = 0;
   // config.json content in HF's format for this model (used when saving).
   virtual std::string hf_config_json() const = 0;
+  // Every module LoRA may adapt (torch::nn::Linear projections and the input embedding; not the output
+  // head), by HF module path ("backbone.layers.0.mixer.in_proj"). Each runs through
+  // adapted_linear/adapted_embedding (models/lora_adapter.h), so an attached adapter is always used.
+  virtual std::map<std::string, std::shared_ptr<torch::nn::Module>> hf_lora_modules() = 0;
+  // Gives a tied output head its own copy of the embedding matrix (the config then says untied); a
+  // no-op when the head is untied. Merging an embedding adapter must not change the head.
+  virtual void untie_word_embeddings() = 0;
 };
 
 // Checks input_ids (B, L) int64 with 0 <= id < vocab; `family` prefixes the message.

@@ -3,6 +3,7 @@
 #include "models/checkpoint.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
+#include "models/lora_adapter.h"
 
 #include <ATen/ATen.h>
 
@@ -112,7 +113,7 @@ at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& co
                                        int64_t past, const at::Tensor& mask) {
   const int64_t B = x.size(0), L = x.size(1);
   // Fused projection interleaved per head: (B, L, H, [q | k | v] x head_size).
-  const at::Tensor qkv = query_key_value(x).view({B, L, heads, 3 * head_size}).transpose(1, 2);  // (B, H, L, 3hd)
+  const at::Tensor qkv = adapted_linear(*query_key_value, x).view({B, L, heads, 3 * head_size}).transpose(1, 2);  // (B, H, L, 3hd)
   const at::Tensor q = apply_rotary(qkv.narrow(-1, 0, head_size), cos, sin, rotary_ndims);
   at::Tensor k = apply_rotary(qkv.narrow(-1, head_size, head_size), cos, sin, rotary_ndims);
   at::Tensor v = qkv.narrow(-1, 2 * head_size, head_size);
@@ -149,11 +150,11 @@ at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& co
       o = at::scaled_dot_product_attention(q, k, v, cols.le(rows));
     }
   }
-  return dense(o.transpose(1, 2).reshape({B, L, heads * head_size}));
+  return adapted_linear(*dense, o.transpose(1, 2).reshape({B, L, heads * head_size}));
 }
 
 at::Tensor GPTNeoXLayerImpl::mlp(const at::Tensor& x) {
-  return dense_4h_to_h(at::gelu(dense_h_to_4h(x)));  // exact erf GELU, as HF "gelu"
+  return adapted_linear(*dense_4h_to_h, at::gelu(adapted_linear(*dense_h_to_4h, x)));  // exact erf GELU, as HF "gelu"
 }
 
 at::Tensor GPTNeoXLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv,
@@ -218,7 +219,7 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
   }
   const at::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // (L, rot/2) or (B, 1, L, rot/2)
   const at::Tensor emb = at::cat({freqs, freqs}, -1);
-  at::Tensor h = embed_in(input_ids);
+  at::Tensor h = adapted_embedding(*embed_in, input_ids);
   const at::Tensor cos = emb.cos().to(h.scalar_type()), sin = emb.sin().to(h.scalar_type());
   for (size_t i = 0; i < layers->size(); ++i) {
     h = layers[i]->as<GPTNeoXLayer>()->forward(h, cos, sin, cache ? &cache->layers[i] : nullptr, past, mask);
@@ -227,6 +228,29 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
   h = final_layer_norm(h);
   const at::Tensor head = config.tie_word_embeddings ? embed_in->weight : embed_out->weight;  // (V, D)
   return at::linear(h, head).to(at::kFloat);
+}
+
+std::map<std::string, std::shared_ptr<torch::nn::Module>> GPTNeoXForCausalLMImpl::hf_lora_modules() {
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> t;
+  t["gpt_neox.embed_in"] = embed_in.ptr();
+  for (size_t i = 0; i < layers->size(); ++i) {
+    auto& l = *layers[i]->as<GPTNeoXLayer>();
+    const std::string p = "gpt_neox.layers." + std::to_string(i) + ".";
+    t[p + "attention.query_key_value"] = l.query_key_value.ptr();
+    t[p + "attention.dense"] = l.dense.ptr();
+    t[p + "mlp.dense_h_to_4h"] = l.dense_h_to_4h.ptr();
+    t[p + "mlp.dense_4h_to_h"] = l.dense_4h_to_h.ptr();
+  }
+  return t;
+}
+
+void GPTNeoXForCausalLMImpl::untie_word_embeddings() {
+  if (!config.tie_word_embeddings) return;
+  const at::Tensor& e = embed_in->weight;
+  embed_out = register_module("embed_out", nn::Linear(nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
+  embed_out->weight.set_data(e.detach().clone());
+  embed_out->weight.set_requires_grad(e.requires_grad());
+  config.tie_word_embeddings = false;
 }
 
 std::map<std::string, at::Tensor> GPTNeoXForCausalLMImpl::hf_state_dict() {

@@ -3,6 +3,7 @@
 #include "models/checkpoint.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
+#include "models/lora_adapter.h"
 #include "models/original_layout.h"
 #include "ops/ops.h"
 
@@ -113,11 +114,21 @@ at::Tensor channel_major_linear(const at::Tensor& w, const at::Tensor& x, const 
   if (bias.defined()) y = y + bias.view({1, -1, 1});
   return y;
 }
+
+// The module's projection (with its bias when `with_bias`) in the channel-major layout, x (B, in, L)
+// -> (B, out, L). With a LoRA adapter attached it goes through mft::lora_linear in the (B, L, *)
+// layout (a transposed view back): the adapter is never bypassed, and unadapted layers keep the
+// copy-free path.
+at::Tensor channel_major_projection(nn::LinearImpl& m, const at::Tensor& x, bool with_bias) {
+  if (find_lora(m) == nullptr) return channel_major_linear(m.weight, x, with_bias ? m.bias : at::Tensor());
+  const at::Tensor xt = x.transpose(1, 2);
+  return (with_bias ? adapted_linear(m, xt) : adapted_linear_no_bias(m, xt)).transpose(1, 2);
+}
 }  // namespace
 
 at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st, const OptTensor& seq_idx) {
   const int64_t L = u.size(1);
-  const at::Tensor xz = channel_major_linear(in_proj->weight, u.transpose(1, 2), in_proj->bias);  // (B, 2E, L)
+  const at::Tensor xz = channel_major_projection(*in_proj, u.transpose(1, 2), /*with_bias=*/true);  // (B, 2E, L)
   const at::Tensor x_in = xz.narrow(1, 0, inner), z = xz.narrow(1, inner, inner);
   const OptTensor bias = conv_bias.defined() ? OptTensor(conv_bias) : std::nullopt;
   const at::Tensor w = conv_weight.view({inner, -1});
@@ -131,8 +142,9 @@ at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st, con
       st->conv = at::cat({st->conv, x_in.to(st->conv.scalar_type())}, 2).narrow(2, L, keep).contiguous();
     }
   }
-  const at::Tensor p = channel_major_linear(x_proj->weight, x);                       // (B, R + 2N, L)
-  const at::Tensor dt = channel_major_linear(dt_proj->weight, p.narrow(1, 0, rank));  // (B, E, L), bias in the scan
+  const at::Tensor p = channel_major_projection(*x_proj, x, /*with_bias=*/true);  // (B, R + 2N, L)
+  // (B, E, L); dt_proj's bias is added by the scan.
+  const at::Tensor dt = channel_major_projection(*dt_proj, p.narrow(1, 0, rank), /*with_bias=*/false);
   const at::Tensor Bm = p.narrow(1, rank, state);                                     // (B, N, L)
   const at::Tensor Cm = p.narrow(1, rank + state, state);                             // (B, N, L)
   const at::Tensor A = -at::exp(A_log.to(at::kFloat));                                // (E, N)
@@ -149,7 +161,7 @@ at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st, con
                                             /*return_last_state=*/st != nullptr, seq_idx);
     if (st) st->ssm = last;
   }
-  return out_proj(y.transpose(1, 2));  // (B, L, D)
+  return adapted_linear(*out_proj, y.transpose(1, 2));  // (B, L, D)
 }
 
 MambaBlockImpl::MambaBlockImpl(const MambaConfig& c) : residual_in_fp32(c.residual_in_fp32) {
@@ -176,7 +188,7 @@ MambaForCausalLMImpl::MambaForCausalLMImpl(const MambaConfig& c) : config(c) {
 at::Tensor MambaForCausalLMImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx) {
   check_input_ids(input_ids, config.vocab_size, "mamba");
   check_seq_idx(seq_idx, input_ids, "mamba");
-  at::Tensor h = embeddings(input_ids);
+  at::Tensor h = adapted_embedding(*embeddings, input_ids);
   for (const auto& layer : *layers) h = layer->as<MambaBlock>()->forward(h, nullptr, seq_idx);
   h = norm_f(h.to(norm_f->weight.scalar_type()));
   const at::Tensor head = config.tie_word_embeddings ? embeddings->weight : lm_head->weight;  // (V, D)
@@ -200,7 +212,7 @@ at::Tensor MambaForCausalLMImpl::forward_cached(const at::Tensor& input_ids, Dec
   auto* cache = dynamic_cast<MambaCache*>(&base);
   TORCH_CHECK(cache && cache->batch == input_ids.size(0) && cache->layers.size() == layers->size(),
               "mamba: the cache was not made by this model for batch ", input_ids.size(0));
-  at::Tensor h = embeddings(input_ids);
+  at::Tensor h = adapted_embedding(*embeddings, input_ids);
   for (size_t i = 0; i < layers->size(); ++i) h = layers[i]->as<MambaBlock>()->forward(h, &cache->layers[i]);
   cache->length += input_ids.size(1);
   h = norm_f(h.to(norm_f->weight.scalar_type()));
@@ -249,6 +261,29 @@ MambaForCausalLM load_mamba(const std::string& dir) {
 
 std::map<std::string, at::Tensor> MambaForCausalLMImpl::hf_state_dict() {
   return parameter_table(*this);
+}
+
+std::map<std::string, std::shared_ptr<torch::nn::Module>> MambaForCausalLMImpl::hf_lora_modules() {
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> t;
+  t["backbone.embeddings"] = embeddings.ptr();
+  for (size_t i = 0; i < layers->size(); ++i) {
+    auto& x = *layers[i]->as<MambaBlock>()->mixer;
+    const std::string p = "backbone.layers." + std::to_string(i) + ".mixer.";
+    t[p + "in_proj"] = x.in_proj.ptr();
+    t[p + "x_proj"] = x.x_proj.ptr();
+    t[p + "dt_proj"] = x.dt_proj.ptr();
+    t[p + "out_proj"] = x.out_proj.ptr();
+  }
+  return t;
+}
+
+void MambaForCausalLMImpl::untie_word_embeddings() {
+  if (!config.tie_word_embeddings) return;
+  const at::Tensor& e = embeddings->weight;
+  lm_head = register_module("lm_head", nn::Linear(nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
+  lm_head->weight.set_data(e.detach().clone());
+  lm_head->weight.set_requires_grad(e.requires_grad());
+  config.tie_word_embeddings = false;
 }
 
 }  // namespace mft::models

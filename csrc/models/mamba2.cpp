@@ -3,6 +3,7 @@
 #include "models/checkpoint.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
+#include "models/lora_adapter.h"
 #include "models/original_layout.h"
 #include "ops/ops.h"
 
@@ -132,7 +133,7 @@ at::Tensor Mamba2MixerImpl::gated_norm(const at::Tensor& y, const at::Tensor& z)
 at::Tensor Mamba2MixerImpl::forward(const at::Tensor& u, Mamba2LayerState* st, const OptTensor& seq_idx) {
   const int64_t B = u.size(0), L = u.size(1), E = config.intermediate_size(), H = config.num_heads;
   const int64_t P = config.head_dim, G = config.n_groups, N = config.state_size, CD = config.conv_dim();
-  const at::Tensor proj = in_proj(u);  // (B, L, E + CD + H): [z | xBC | dt]
+  const at::Tensor proj = adapted_linear(*in_proj, u);  // (B, L, E + CD + H): [z | xBC | dt]
   const at::Tensor z = proj.narrow(2, 0, E);
   const at::Tensor xBC_in = proj.narrow(2, E, CD).transpose(1, 2).contiguous();  // (B, CD, L)
   const at::Tensor dt = proj.narrow(2, E + CD, H);                                // (B, L, H)
@@ -167,7 +168,7 @@ at::Tensor Mamba2MixerImpl::forward(const at::Tensor& u, Mamba2LayerState* st, c
                                      /*return_final_states=*/st != nullptr);
     if (st) st->ssm = fin;
   }
-  return out_proj(gated_norm(y.reshape({B, L, E}), z));
+  return adapted_linear(*out_proj, gated_norm(y.reshape({B, L, E}), z));
 }
 
 Mamba2BlockImpl::Mamba2BlockImpl(const Mamba2Config& c) : residual_in_fp32(c.residual_in_fp32) {
@@ -199,7 +200,7 @@ at::Tensor Mamba2ForCausalLMImpl::head(const at::Tensor& h) {
 at::Tensor Mamba2ForCausalLMImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx) {
   check_input_ids(input_ids, config.vocab_size, "mamba2");
   check_seq_idx(seq_idx, input_ids, "mamba2");
-  at::Tensor h = embeddings(input_ids);
+  at::Tensor h = adapted_embedding(*embeddings, input_ids);
   for (const auto& layer : *layers) h = layer->as<Mamba2Block>()->forward(h, nullptr, seq_idx);
   return head(h);
 }
@@ -221,10 +222,31 @@ at::Tensor Mamba2ForCausalLMImpl::forward_cached(const at::Tensor& input_ids, De
   auto* cache = dynamic_cast<Mamba2Cache*>(&base);
   TORCH_CHECK(cache && cache->batch == input_ids.size(0) && cache->layers.size() == layers->size(),
               "mamba2: the cache was not made by this model for batch ", input_ids.size(0));
-  at::Tensor h = embeddings(input_ids);
+  at::Tensor h = adapted_embedding(*embeddings, input_ids);
   for (size_t i = 0; i < layers->size(); ++i) h = layers[i]->as<Mamba2Block>()->forward(h, &cache->layers[i]);
   cache->length += input_ids.size(1);
   return head(h);
+}
+
+std::map<std::string, std::shared_ptr<torch::nn::Module>> Mamba2ForCausalLMImpl::hf_lora_modules() {
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> t;
+  t["backbone.embeddings"] = embeddings.ptr();
+  for (size_t i = 0; i < layers->size(); ++i) {
+    auto& m = *layers[i]->as<Mamba2Block>()->mixer;
+    const std::string p = "backbone.layers." + std::to_string(i) + ".mixer.";
+    t[p + "in_proj"] = m.in_proj.ptr();
+    t[p + "out_proj"] = m.out_proj.ptr();
+  }
+  return t;
+}
+
+void Mamba2ForCausalLMImpl::untie_word_embeddings() {
+  if (!config.tie_word_embeddings) return;
+  const at::Tensor& e = embeddings->weight;
+  lm_head = register_module("lm_head", nn::Linear(nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
+  lm_head->weight.set_data(e.detach().clone());
+  lm_head->weight.set_requires_grad(e.requires_grad());
+  config.tie_word_embeddings = false;
 }
 
 std::map<std::string, at::Tensor> Mamba2ForCausalLMImpl::hf_state_dict() {

@@ -74,6 +74,8 @@ class Mamba2ForCausalLMImpl : public CausalLM {
   int64_t vocab_size() const override { return config.vocab_size; }
   std::map<std::string, at::Tensor> hf_state_dict() override;
   std::string hf_config_json() const override { return config.to_hf_json(); }
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> hf_lora_modules() override;
+  void untie_word_embeddings() override;
   Mamba2Config config;
   torch::nn::Embedding embeddings{nullptr};
   torch::nn::ModuleList layers;

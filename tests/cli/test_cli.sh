@@ -217,5 +217,35 @@ for o, w in zip(ours, want):
 PY
 fi
 
+# train: a tiny LoRA recipe for a few steps, --print-config, refusals, and Ctrl-C saving a checkpoint.
+recipes=$(dirname "$(realpath "$exe")")/../recipes
+[ -d "$recipes" ] || recipes=$(cd "$(dirname "$0")/../../recipes" && pwd)
+check "make-data" run 0 make-data --out "$tmp/qd"
+check "make-data wrote the corpus" test -s "$tmp/qd/corpus.txt"
+check "train (tiny LoRA, 3 steps)" run 0 --threads 1 train "$recipes/tiny-mamba-lora.yaml" \
+  "data.train_file=$tmp/qd/instruct.jsonl" "output.dir=$tmp/run" trainer.max_steps=3 trainer.eval_every=0 \
+  trainer.log_every=1
+check "train wrote a PEFT adapter" test -s "$tmp/run/adapter/adapter_model.safetensors"
+check "train wrote metrics" test "$(wc -l <"$tmp/run/metrics.jsonl")" -eq 3
+check "train into an existing folder fails" run 1 train "$recipes/tiny-mamba-lora.yaml" \
+  "data.train_file=$tmp/qd/instruct.jsonl" "output.dir=$tmp/run" trainer.max_steps=3 output.overwrite=false
+check "existing folder: says how to go on" grep -q "set output.resume=true" "$tmp/err"
+check "train --print-config" run 0 train "$recipes/tiny-mamba-lora.yaml" optimizer.lr=0.01 --print-config
+check "--print-config shows the override" grep -Eq "^  lr: 0.01" "$tmp/out"
+check "train --print-reference" run 0 train --print-reference
+check "recipes/REFERENCE.md is the generated reference" cmp -s "$tmp/out" "$recipes/REFERENCE.md"
+check "unknown key fails" run 1 train "$recipes/tiny-mamba-lora.yaml" optimizer.lrr=1 --print-config
+check "unknown key: closest key named" grep -q "did you mean 'optimizer.lr'" "$tmp/err"
+check "unknown key: one line" one_line_error
+"$exe" --threads 1 train "$recipes/tiny-mamba-lora.yaml" "data.train_file=$tmp/qd/instruct.jsonl" \
+  "output.dir=$tmp/intr" trainer.max_steps=100000 trainer.eval_every=0 trainer.save_every=0 >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 1 100); do [ -s "$tmp/intr/metrics.jsonl" ] && break; sleep 0.2; done
+kill -INT $pid
+wait $pid
+check "Ctrl-C exits with 130" test $? -eq 130
+check "Ctrl-C saved a checkpoint" test -n "$(ls "$tmp/intr/checkpoints" 2>/dev/null | grep '^step-')"
+check "Ctrl-C says how to resume" grep -q "output.resume=true" "$tmp/err"
+
 echo "$pass passed, $failures failed"
 [ $failures -eq 0 ]

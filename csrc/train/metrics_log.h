@@ -1,0 +1,32 @@
+#pragma once
+// Per-step training metrics appended to metrics.csv and metrics.jsonl in the output folder (flushed
+// every line, so a crash loses nothing already logged; a resumed run appends).
+#include <fstream>
+#include <string>
+
+namespace mft::train {
+
+struct StepMetrics {
+  int64_t step = 0;          // optimizer steps done
+  double loss = 0;           // mean over trained tokens of this step (all micro-batches)
+  double lr = 0;
+  double grad_norm = 0;      // before clipping
+  double loss_scale = 1;     // fp16 dynamic scale (1 otherwise)
+  bool skipped = false;      // non-finite gradients (fp16): no update
+  double tokens_per_s = 0;   // non-padding tokens / step wall time
+  double peak_rss_mb = 0;
+  double memory_per_token_kb = 0;  // (peak RSS - RSS after loading) / non-padding tokens per step
+  double eval_loss = -1;     // < 0: not evaluated at this step
+  double elapsed_s = 0;
+};
+
+class MetricsLog {
+ public:
+  MetricsLog(const std::string& dir, bool append);
+  void write(const StepMetrics& m);
+
+ private:
+  std::ofstream csv_, jsonl_;
+};
+
+}  // namespace mft::train

@@ -1,0 +1,330 @@
+// One training run, top to bottom. See trainer.h for the outline.
+#include "train/trainer.h"
+
+#include "core/memory.h"
+#include "data/batch.h"
+#include "data/dataset.h"
+#include "models/checkpoint.h"
+#include "models/registry.h"
+#include "peft/lora.h"
+#include "train/checkpoint.h"
+#include "train/loss_scaler.h"
+#include "train/model_setup.h"
+#include "train/schedule.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+namespace mft::train {
+namespace fs = std::filesystem;
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+void write_file_atomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    TORCH_CHECK(out << text, "train: cannot write ", tmp.string());
+  }
+  fs::rename(tmp, path);
+}
+
+// The output folder: new (or empty), or an existing run when resuming (or overwrite, which clears it).
+bool prepare_output(const recipe::OutputSection& o) {
+  TORCH_CHECK(!o.dir.empty(), "train: output.dir must be set");
+  const bool exists = fs::exists(o.dir) && !fs::is_empty(o.dir);
+  if (exists && o.resume) return true;
+  TORCH_CHECK(!exists || o.overwrite, "train: output folder ", o.dir,
+              " already exists; set output.resume=true to continue it or output.overwrite=true to replace it");
+  if (exists) fs::remove_all(o.dir);
+  fs::create_directories(o.dir);
+  return false;
+}
+
+// Trainable parameters: LoRA adapters only, or everything except the `freeze` patterns.
+void set_up_peft(models::CausalLM& model, const recipe::Recipe& r) {
+  const auto& p = r.peft;
+  if (p.method == "lora") {
+    peft::LoraConfig cfg;
+    cfg.rank = p.rank;
+    cfg.alpha = p.alpha;
+    cfg.dropout = p.dropout;
+    cfg.use_rslora = p.use_rslora;
+    cfg.target_modules = p.target_modules;
+    peft::apply_lora(model, cfg, r.trainer.seed);
+    return;
+  }
+  TORCH_CHECK(p.method == "full", "train: peft.method must be lora or full; got \"", p.method, "\"");
+  for (const auto& pattern : p.freeze) {
+    const std::regex re(pattern);
+    bool matched = false;
+    for (auto& param : model.named_parameters()) {
+      if (std::regex_search(param.key(), re)) {
+        param.value().requires_grad_(false);
+        matched = true;
+      }
+    }
+    TORCH_CHECK(matched, "train: peft.freeze pattern \"", pattern, "\" matches no parameter");
+  }
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,
+                                                        const recipe::OptimizerSection& o) {
+  // Weight decay on matrices only (not on norms, biases, A_log, D), as is usual for AdamW.
+  std::vector<at::Tensor> decay, no_decay;
+  for (const auto& p : params) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  if (o.name == "adamw") {
+    auto opts = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps);
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    if (!decay.empty()) {
+      groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(o.weight_decay)));
+    }
+    if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
+    return std::make_unique<torch::optim::AdamW>(groups, opts);
+  }
+  TORCH_CHECK(o.name == "sgd", "train: optimizer.name must be adamw or sgd; got \"", o.name, "\"");
+  auto opts = torch::optim::SGDOptions(o.lr).momentum(o.momentum);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decay.empty()) groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(opts.weight_decay(o.weight_decay)));
+  if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(opts.weight_decay(0.0)));
+  return std::make_unique<torch::optim::SGD>(groups, opts);
+}
+
+void set_lr(torch::optim::Optimizer& opt, double lr) {
+  for (auto& g : opt.param_groups()) g.options().set_lr(lr);
+}
+
+// Autocast for the forward in the recipe's precision (fp32: none).
+struct AutocastScope {
+  bool on;
+  explicit AutocastScope(at::ScalarType dtype) : on(dtype != at::kFloat) {
+    if (!on) return;
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(at::kCPU, dtype);
+  }
+  ~AutocastScope() {
+    if (!on) return;
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+  }
+};
+
+// Sum of token losses (fp32) over trained positions.
+at::Tensor token_loss_sum(models::CausalLM& model, const data::Batch& b, bool packed) {
+  const at::Tensor logits = packed ? model.forward(b.input_ids, b.seq_idx) : model.forward(b.input_ids);
+  return at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), b.labels.view({-1}), {},
+                                at::Reduction::Sum, -100);
+}
+
+double evaluate(models::CausalLM& model, const std::vector<data::Example>& val, const recipe::Recipe& r,
+                int64_t pad_id, at::ScalarType dtype) {
+  if (val.empty()) return -1;
+  at::NoGradGuard no_grad;
+  model.eval();
+  data::BatchStream stream(val, r.trainer.batch_size, r.data.max_length, r.data.packing, r.data.shuffle_seed, pad_id);
+  double sum = 0;
+  int64_t tokens = 0;
+  const int64_t batches = std::max<int64_t>(1, std::min<int64_t>(r.trainer.eval_batches, int64_t(val.size())));
+  for (int64_t i = 0; i < batches; ++i) {
+    const data::Batch b = stream.next();
+    AutocastScope autocast(dtype);
+    sum += token_loss_sum(model, b, r.data.packing).item<double>();
+    tokens += b.trained_tokens;
+    if (stream.epoch() > 0) break;
+  }
+  model.train();
+  return tokens > 0 ? sum / double(tokens) : -1;
+}
+}  // namespace
+
+TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
+  auto say = [&](const std::string& m) {
+    if (hooks.on_message) hooks.on_message(m);
+  };
+  TORCH_CHECK(!r.trainer.activation_checkpointing,
+              "train: trainer.activation_checkpointing is not implemented yet; set it to false");
+  TORCH_CHECK(!r.output.tensorboard, "train: output.tensorboard is not implemented yet (metrics are written to "
+              "metrics.csv and metrics.jsonl); set it to false");
+  TrainResult result;
+  result.output_dir = r.output.dir;
+  const bool resuming = prepare_output(r.output);
+  write_file_atomically(fs::path(r.output.dir) / "recipe.yaml", recipe::to_yaml(r));
+  at::manual_seed(r.trainer.seed);
+  if (r.trainer.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
+
+  // Model, adapters, precision.
+  auto model = models::load_model(r.model.path, r.model.init_seed);
+  const at::ScalarType dtype = models::parse_dtype(r.precision.dtype);
+  if (r.precision.pure_half) models::cast_model(*model, dtype);  // base weights in half, adapters (below) fp32
+  set_up_peft(*model, r);
+  model->train();
+  std::vector<at::Tensor> params;
+  for (const auto& p : model->parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  TORCH_CHECK(!params.empty(), "train: nothing to train (every parameter is frozen)");
+
+  // Data.
+  const auto tokenizer = load_tokenizer_for(r.model.path, r.model.tokenizer);
+  data::DataOptions dopt;
+  dopt.format = r.data.format;
+  dopt.max_length = r.data.max_length;
+  dopt.packing = r.data.packing;
+  dopt.response_only_loss = r.data.response_only_loss;
+  dopt.template_name = r.data.template_name;
+  dopt.skip_bad_records = r.data.skip_bad_records;
+  data::LoadReport report;
+  auto examples = data::load_examples(r.data.train_file, *tokenizer, dopt, &report);
+  std::vector<data::Example> val;
+  if (!r.data.val_file.empty()) {
+    val = data::load_examples(r.data.val_file, *tokenizer, dopt);
+  } else if (r.data.val_fraction > 0) {
+    std::tie(examples, val) = data::split(std::move(examples), r.data.val_fraction, r.data.shuffle_seed);
+  }
+  TORCH_CHECK(!examples.empty(), "train: ", r.data.train_file, " gave no training examples (", report.records,
+              " records, ", report.skipped, " skipped, ", report.dropped,
+              " dropped because nothing trainable fit in data.max_length=", r.data.max_length, ")");
+  say("data: " + std::to_string(examples.size()) + " training examples, " + std::to_string(val.size()) +
+      " validation (" + std::to_string(report.skipped) + " skipped, " + std::to_string(report.truncated) +
+      " truncated)");
+  const int64_t pad_id = tokenizer->eos_token_id().value_or(0);
+  data::BatchStream stream(std::move(examples), r.trainer.batch_size, r.data.max_length, r.data.packing,
+                           r.data.shuffle_seed, pad_id);
+
+  // Optimizer, schedule, loss scaling; then resume.
+  auto opt = make_optimizer(params, r.optimizer);
+  Schedule schedule{r.schedule.name, r.optimizer.lr, r.schedule.warmup_steps, r.trainer.max_steps,
+                    r.schedule.min_lr_ratio};
+  TrainerState state;
+  state.scaler.enabled = dtype == at::kHalf;
+  state.scaler.scale = r.precision.init_loss_scale;
+  state.scaler.growth_factor = r.precision.growth_factor;
+  state.scaler.backoff_factor = r.precision.backoff_factor;
+  state.scaler.growth_interval = r.precision.growth_interval;
+  if (resuming) {
+    const auto last = latest_checkpoint(r.output.dir);
+    TORCH_CHECK(last, "train: output.resume is set but ", r.output.dir, " has no checkpoint to resume from");
+    const LossScaler settings = state.scaler;
+    state = load_checkpoint(*last, *model, *opt);
+    state.scaler.enabled = settings.enabled;
+    state.scaler.growth_factor = settings.growth_factor;
+    state.scaler.backoff_factor = settings.backoff_factor;
+    state.scaler.growth_interval = settings.growth_interval;
+    stream.restore(state.data);
+    say("resumed from " + *last + " at step " + std::to_string(state.step));
+  }
+  MetricsLog log(r.output.dir, resuming);
+
+  // Steps.
+  const double rss_loaded = rss_mb();
+  reset_peak_rss();
+  double run_tokens = 0, run_seconds = 0;
+  const auto started = Clock::now();
+  while (state.step < r.trainer.max_steps) {
+    const auto t0 = Clock::now();
+    const double lr = schedule.lr_at(state.step);
+    set_lr(*opt, lr);
+    opt->zero_grad();
+    std::vector<data::Batch> micro;
+    int64_t trained = 0, real = 0;
+    for (int64_t i = 0; i < r.trainer.grad_accum; ++i) {
+      micro.push_back(stream.next());
+      trained += micro.back().trained_tokens;
+      real += micro.back().real_tokens;
+    }
+    TORCH_CHECK(trained > 0, "train: a step has no trained tokens (are all responses truncated away?)");
+    double loss_sum = 0;
+    for (const auto& b : micro) {
+      at::Tensor loss;
+      {
+        AutocastScope autocast(dtype);
+        loss = token_loss_sum(*model, b, r.data.packing);
+      }
+      loss_sum += loss.item<double>();
+      (loss * (state.scaler.loss_factor() / double(trained))).backward();
+    }
+    const bool finite = state.scaler.unscale_and_check(params);
+    double grad_norm = 0;
+    if (finite) {
+      grad_norm = r.optimizer.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(params, r.optimizer.grad_clip)
+                                            : torch::nn::utils::clip_grad_norm_(params, 1e30);
+      opt->step();
+    }
+    state.scaler.update(finite);
+    ++state.step;
+    state.data = stream.state();
+
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    run_tokens += double(real);
+    run_seconds += dt;
+    StepMetrics m;
+    m.step = state.step;
+    m.loss = loss_sum / double(trained);
+    m.lr = lr;
+    m.grad_norm = grad_norm;
+    m.loss_scale = state.scaler.enabled ? state.scaler.scale : 1.0;
+    m.skipped = !finite;
+    m.tokens_per_s = double(real) / dt;
+    m.peak_rss_mb = peak_rss_mb();
+    m.memory_per_token_kb = (m.peak_rss_mb - rss_loaded) * 1024.0 / double(std::max<int64_t>(real, 1));
+    m.elapsed_s = std::chrono::duration<double>(Clock::now() - started).count();
+    if (r.trainer.eval_every > 0 && (state.step % r.trainer.eval_every == 0 || state.step == r.trainer.max_steps)) {
+      m.eval_loss = evaluate(*model, val, r, pad_id, dtype);
+      result.last_eval_loss = m.eval_loss;
+    }
+    if (!finite) say("step " + std::to_string(state.step) + ": non-finite gradients, step skipped");
+    const bool last = state.step == r.trainer.max_steps;
+    if (r.trainer.log_every > 0 && (state.step % r.trainer.log_every == 0 || m.eval_loss >= 0 || last)) log.write(m);
+    if (hooks.on_step) hooks.on_step(m);
+    result.last_loss = m.loss;
+
+    const bool stop = (hooks.stop && hooks.stop->load()) ||
+                      (hooks.stop_after_steps >= 0 && state.step >= hooks.stop_after_steps);
+    const bool periodic = r.trainer.save_every > 0 && state.step % r.trainer.save_every == 0;
+    if (stop || periodic || state.step == r.trainer.max_steps) {
+      save_checkpoint(r.output.dir, *model, *opt, state, r.trainer.keep_last);
+    }
+    if (stop && state.step < r.trainer.max_steps) {
+      result.interrupted = true;
+      say("stopped at step " + std::to_string(state.step) + "; checkpoint saved (resume with output.resume=true)");
+      break;
+    }
+  }
+  result.steps = state.step;
+  result.tokens_per_s = run_seconds > 0 ? run_tokens / run_seconds : 0;
+  result.peak_rss_over_load_mb = peak_rss_mb() - rss_loaded;
+  if (result.interrupted) return result;
+
+  // Outputs: the adapter (PEFT format) and/or the model in HF layout.
+  const std::string tokenizer_path = resolve_tokenizer_path(r.model.path, r.model.tokenizer);
+  const std::string tokenizer_file = tokenizer_path == "bytes" ? "" : tokenizer_path;
+  model->eval();
+  if (r.peft.method == "lora") {
+    peft::save_peft_adapter(*model, (fs::path(r.output.dir) / "adapter").string(), r.model.path);
+    if (r.output.merge) {
+      peft::merge_lora(*model);
+      result.final_dir = (fs::path(r.output.dir) / "final").string();
+      models::save_hf_model(*model, result.final_dir, tokenizer_file);
+    } else {
+      result.final_dir = (fs::path(r.output.dir) / "adapter").string();
+    }
+  } else {
+    if (r.precision.pure_half) models::cast_model(*model, at::kFloat);
+    result.final_dir = (fs::path(r.output.dir) / "final").string();
+    models::save_hf_model(*model, result.final_dir, tokenizer_file);
+  }
+  write_file_atomically(fs::path(r.output.dir) / "template.json",
+                        "{\"template\": \"" + r.data.template_name + "\", \"format\": \"" + r.data.format + "\"}\n");
+  return result;
+}
+
+}  // namespace mft::train
