@@ -62,6 +62,17 @@ void check_within_bound(const std::string& what, const at::Tensor& x, const at::
   CHECK(err <= bound);
 }
 
+TempDir::TempDir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+  TORCH_CHECK(mkdtemp(tmpl.data()) != nullptr, "TempDir: cannot create ", tmpl);
+  path = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
+}
+
 bool have_python() {
   if (std::getenv("MFT_PYTHON") != nullptr) return true;
   WARN("MFT_PYTHON not set (ctest sets it): skipped");

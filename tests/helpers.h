@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -42,6 +43,16 @@ at::Tensor non_contiguous(const at::Tensor& t);
 // error, otherwise (fp32) fp32_bound(depth, width). `what` names the tensor in the failure message.
 void check_within_bound(const std::string& what, const at::Tensor& x, const at::Tensor& ref64,
                         const at::Tensor& ref_plain, int64_t depth, int64_t width);
+
+// A fresh folder /tmp/<prefix>-XXXXXX, removed with everything in it at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& prefix = "mft-test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
 
 // True when MFT_PYTHON names the .venv python (ctest sets it); otherwise warns that the test is skipped.
 bool have_python();

@@ -1,10 +1,10 @@
 #include "model_args.h"
 
 #include "models/registry.h"
+#include "train/model_setup.h"
 
 #include <ATen/ATen.h>
 
-#include <filesystem>
 
 namespace mft::app {
 
@@ -17,7 +17,6 @@ void ModelArgs::add_to(CLI::App* cmd) {
 }
 
 LoadedModel load_model_and_tokenizer(const ModelArgs& args) {
-  namespace fs = std::filesystem;
   LoadedModel out;
   const at::ScalarType dtype = models::parse_dtype(args.dtype);
   const c10::Device device(args.device);
@@ -26,17 +25,8 @@ LoadedModel load_model_and_tokenizer(const ModelArgs& args) {
   out.model = models::load_model(args.model, args.seed);
   models::cast_model(*out.model, dtype, device);
   out.model->eval();
-  const bool tiny_preset = args.model.rfind("preset:", 0) == 0 && args.model.find("-tiny") != std::string::npos;
-  if (!args.tokenizer.empty()) {
-    out.tokenizer_source = args.tokenizer;
-  } else if (args.model.rfind("preset:", 0) != 0 && fs::exists(fs::path(args.model) / "tokenizer.json")) {
-    out.tokenizer_source = (fs::path(args.model) / "tokenizer.json").string();
-  } else if (tiny_preset) {
-    out.tokenizer_source = "bytes";
-  } else {
-    TORCH_CHECK(false, "model ", args.model, " has no tokenizer.json: pass --tokenizer PATH (or --tokenizer bytes)");
-  }
-  out.tokenizer = out.tokenizer_source == "bytes" ? make_byte_tokenizer() : load_tokenizer(out.tokenizer_source);
+  out.tokenizer_source = train::resolve_tokenizer_path(args.model, args.tokenizer);
+  out.tokenizer = train::load_tokenizer_for(args.model, args.tokenizer);
   TORCH_CHECK(out.tokenizer->vocab_size() <= out.model->vocab_size(), "tokenizer ", out.tokenizer_source, " has ",
               out.tokenizer->vocab_size(), " ids but the model's output layer only ", out.model->vocab_size());
   return out;

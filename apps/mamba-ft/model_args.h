@@ -27,8 +27,8 @@ struct LoadedModel {
   std::string tokenizer_source;
 };
 
-// Loads and casts the model and finds its tokenizer: --tokenizer, else MODEL/tokenizer.json, else the
-// byte tokenizer for the tiny presets; otherwise a clear error asking for --tokenizer.
+// Loads and casts the model and finds its tokenizer (train::resolve_tokenizer_path: --tokenizer, else
+// MODEL/tokenizer.json, else the byte tokenizer for the tiny presets; otherwise a clear error).
 LoadedModel load_model_and_tokenizer(const ModelArgs& args);
 
 }  // namespace mft::app

@@ -4,6 +4,14 @@
 
 namespace mft::models {
 
+torch::nn::Linear register_untied_head(torch::nn::Module& owner, const std::string& name, const at::Tensor& embedding) {
+  auto head = owner.register_module(
+      name, torch::nn::Linear(torch::nn::LinearOptions(embedding.size(1), embedding.size(0)).bias(false)));
+  head->weight.set_data(embedding.detach().clone());
+  head->weight.set_requires_grad(embedding.requires_grad());
+  return head;
+}
+
 void check_input_ids(const at::Tensor& input_ids, int64_t vocab, const std::string& family) {
   TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong && input_ids.numel() > 0, family,
               ": input_ids must be a non-empty (batch, seqlen) int64 tensor; got ", input_ids.sizes(), " ",

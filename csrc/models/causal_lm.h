@@ -4,6 +4,7 @@
 // sequence: Mamba's conv and SSM states (O(1) per token), GPT-NeoX's keys and values.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
 
 #include <map>
 #include <memory>
@@ -43,6 +44,10 @@ class CausalLM : public torch::nn::Module {
   // no-op when the head is untied. Merging an embedding adapter must not change the head.
   virtual void untie_word_embeddings() = 0;
 };
+
+// Registers `name` on `owner` as a bias-free Linear holding a copy of the tied embedding (V, D), with its
+// requires_grad: what untie_word_embeddings does in every family.
+torch::nn::Linear register_untied_head(torch::nn::Module& owner, const std::string& name, const at::Tensor& embedding);
 
 // Checks input_ids (B, L) int64 with 0 <= id < vocab; `family` prefixes the message.
 void check_input_ids(const at::Tensor& input_ids, int64_t vocab, const std::string& family);

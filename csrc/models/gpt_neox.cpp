@@ -246,10 +246,7 @@ std::map<std::string, std::shared_ptr<torch::nn::Module>> GPTNeoXForCausalLMImpl
 
 void GPTNeoXForCausalLMImpl::untie_word_embeddings() {
   if (!config.tie_word_embeddings) return;
-  const at::Tensor& e = embed_in->weight;
-  embed_out = register_module("embed_out", nn::Linear(nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
-  embed_out->weight.set_data(e.detach().clone());
-  embed_out->weight.set_requires_grad(e.requires_grad());
+  embed_out = register_untied_head(*this, "embed_out", embed_in->weight);
   config.tie_word_embeddings = false;
 }
 

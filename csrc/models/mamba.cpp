@@ -279,10 +279,7 @@ std::map<std::string, std::shared_ptr<torch::nn::Module>> MambaForCausalLMImpl::
 
 void MambaForCausalLMImpl::untie_word_embeddings() {
   if (!config.tie_word_embeddings) return;
-  const at::Tensor& e = embeddings->weight;
-  lm_head = register_module("lm_head", nn::Linear(nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
-  lm_head->weight.set_data(e.detach().clone());
-  lm_head->weight.set_requires_grad(e.requires_grad());
+  lm_head = register_untied_head(*this, "lm_head", embeddings->weight);
   config.tie_word_embeddings = false;
 }
 

@@ -149,7 +149,7 @@ check "generate: unknown preset: presets listed" grep -q "unknown preset \"mamba
 check "generate: bad dtype fails" run 1 generate --model preset:mamba-tiny --prompt x --dtype fp8
 check "generate: bad dtype: one line" one_line_error
 check "generate: published preset without tokenizer fails" run 1 generate --model preset:mamba-130m --prompt x
-check "generate: asks for --tokenizer" grep -q "pass --tokenizer PATH" "$tmp/err"
+check "generate: asks for --tokenizer" grep -q -- "--tokenizer PATH" "$tmp/err"
 check "generate --dtype bf16" run 0 generate --model preset:mamba-tiny --prompt "Hi" --max-new-tokens 4 --dtype bf16
 check "info preset:mamba2-tiny" run 0 info preset:mamba2-tiny --json
 check "info preset: family and sizes" python3 - "$tmp/out" <<'PY'

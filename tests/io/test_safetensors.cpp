@@ -1,6 +1,8 @@
 // safetensors reader/writer: round trips, the format's edge cases, every kind of corrupt header
 // refused with a message naming the file and the problem, sharded checkpoints, and a cross-check
 // with the reference Python implementation (`safetensors` in .venv) in both directions.
+#include "helpers.h"
+
 #include "io/safetensors.h"
 
 #include <ATen/ATen.h>
@@ -13,17 +15,9 @@
 
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
+using mft::test::TempDir;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/mft-safetensors-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // A raw file: u64 LE header length, header text, data bytes.
 void write_raw(const std::string& path, const std::string& header, const std::string& data, int64_t claimed_len = -1) {
@@ -44,7 +38,7 @@ std::map<std::string, at::Tensor> sample_tensors() {
 }  // namespace
 
 TEST_CASE("safetensors round trip keeps values, dtypes, shapes and metadata", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"mft-safetensors"};
   const auto tensors = sample_tensors();
   mft::io::save_safetensors(dir.file("a.safetensors"), tensors, {{"format", "pt"}});
   const auto f = mft::io::SafetensorsFile::open(dir.file("a.safetensors"));
@@ -65,7 +59,7 @@ TEST_CASE("safetensors round trip keeps values, dtypes, shapes and metadata", "[
 }
 
 TEST_CASE("safetensors tensors are copy-on-write views of the file", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"mft-safetensors"};
   mft::io::save_safetensors(dir.file("a.safetensors"), {{"w", at::ones({4})}});
   {
     const auto f = mft::io::SafetensorsFile::open(dir.file("a.safetensors"));
@@ -80,7 +74,7 @@ TEST_CASE("safetensors tensors are copy-on-write views of the file", "[safetenso
 }
 
 TEST_CASE("safetensors header without padding and unaligned data is accepted", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"mft-safetensors"};
   // 61-byte header (not a multiple of 8): the data starts at byte 69, misaligned for fp32.
   const std::string header = R"({"test":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}} )";
   REQUIRE(header.size() % 4 != 0);
@@ -91,7 +85,7 @@ TEST_CASE("safetensors header without padding and unaligned data is accepted", "
 }
 
 TEST_CASE("safetensors refuses corrupt files with a clear error", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"mft-safetensors"};
   const std::string f32 = std::string(16, '\0');
   auto open = [&](const std::string& header, const std::string& data, int64_t claimed = -1) {
     write_raw(dir.file("bad.safetensors"), header, data, claimed);
@@ -141,7 +135,7 @@ TEST_CASE("safetensors refuses corrupt files with a clear error", "[safetensors]
 }
 
 TEST_CASE("sharded safetensors checkpoints load through the index", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"mft-safetensors"};
   const auto tensors = sample_tensors();
   std::map<std::string, at::Tensor> first, second;
   for (const auto& [name, t] : tensors) (first.size() < 2 ? first : second)[name] = t;
@@ -176,7 +170,7 @@ TEST_CASE("safetensors files agree with the reference Python implementation", "[
     WARN("MFT_PYTHON not set (ctest sets it): skipped");
     return;
   }
-  TempDir dir;
+  TempDir dir{"mft-safetensors"};
   const auto tensors = sample_tensors();
   mft::io::save_safetensors(dir.file("ours.safetensors"), tensors, {{"format", "pt"}});
   // Python reads ours (and checks the metadata), then writes the same tensors with its own writer.

@@ -18,20 +18,13 @@
 
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
+using mft::test::TempDir;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/mft-train-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 // A shared synthetic data set (written once per process).
 const fs::path& data_dir() {
-  static TempDir dir;
+  static TempDir dir{"mft-train-data"};
   static bool written = false;
   if (!written) {
     mft::data::write_quickstart_data(dir.path.string(), 1);
@@ -103,7 +96,7 @@ TEST_CASE("training runs, logs, evaluates and writes its outputs", "[train]") {
   for (const auto& [model, method] : {std::pair{"preset:mamba-tiny", "lora"}, {"preset:pythia-tiny", "full"},
                                       {"preset:mamba2-tiny", "lora"}}) {
     INFO(model << " " << method);
-    TempDir out;
+    TempDir out{"mft-train"};
     const auto r = tiny_recipe(out.path / "run", model, method, {"precision.dtype=bf16"});
     const auto result = mft::train::train(r);
     CHECK(result.steps == 8);
@@ -127,7 +120,7 @@ TEST_CASE("training runs, logs, evaluates and writes its outputs", "[train]") {
 TEST_CASE("an interrupted run resumes bit-exactly", "[train]") {
   for (const char* method : {"lora", "full"}) {
     INFO(method);
-    TempDir out;
+    TempDir out{"mft-train"};
     const auto whole = mft::train::train(tiny_recipe(out.path / "whole", "preset:mamba-tiny", method));
     mft::train::TrainHooks stop;
     stop.stop_after_steps = 3;  // between checkpoints: the stop itself saves one
@@ -153,7 +146,7 @@ TEST_CASE("an interrupted run resumes bit-exactly", "[train]") {
 }
 
 TEST_CASE("training refuses bad setups with clear errors", "[train]") {
-  TempDir out;
+  TempDir out{"mft-train"};
   const fs::path dir = out.path / "run";
   fs::create_directories(dir);
   std::ofstream(dir / "something") << "x";
