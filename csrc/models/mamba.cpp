@@ -5,6 +5,7 @@
 #include "models/load_weights.h"
 #include "models/lora_adapter.h"
 #include "models/original_layout.h"
+#include "ops/mamba_inner.h"
 #include "ops/ops.h"
 
 #include <ATen/ATen.h>
@@ -126,40 +127,89 @@ at::Tensor channel_major_projection(nn::LinearImpl& m, const at::Tensor& x, bool
 }
 }  // namespace
 
+namespace {
+// The adapter of `m` as mamba_inner's factors (none when `m` is not adapted).
+LoraFactors lora_factors(nn::LinearImpl& m) {
+  const LoraAdapterImpl* a = find_lora(m);
+  return a ? LoraFactors{a->A, a->B, a->scale} : LoraFactors{};
+}
+}  // namespace
+
 at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st, const OptTensor& seq_idx) {
-  const int64_t L = u.size(1);
   const at::Tensor xz = channel_major_projection(*in_proj, u.transpose(1, 2), /*with_bias=*/true);  // (B, 2E, L)
-  const at::Tensor x_in = xz.narrow(1, 0, inner), z = xz.narrow(1, inner, inner);
   const OptTensor bias = conv_bias.defined() ? OptTensor(conv_bias) : std::nullopt;
   const at::Tensor w = conv_weight.view({inner, -1});
+  const at::Tensor A = -at::exp(A_log.to(at::kFloat));  // (E, N)
+  const at::Tensor D32 = D.to(at::kFloat), dt_bias = dt_proj->bias.to(at::kFloat);
+  if (!st) return mixer_inner(xz, w, bias, A, D32, dt_bias, seq_idx);
+  TORCH_CHECK(!seq_idx, "mamba: seq_idx (packed documents) is not supported when continuing a decoding cache");
+  return mixer_step(xz, w, bias, A, D32, dt_bias, *st);
+}
+
+at::Tensor MambaMixerImpl::mixer_inner(const at::Tensor& xz, const at::Tensor& conv_w, const OptTensor& conv_b,
+                                       const at::Tensor& A, const at::Tensor& D32, const at::Tensor& dt_bias,
+                                       const OptTensor& seq_idx) {
+  // The whole mixer after in_proj as one op: adapters on x_proj, dt_proj and out_proj act on the very
+  // weights the scan path consumes, and training keeps only xz, x_dbl and y per layer.
+  MambaInnerArgs a;
+  a.xz = xz;
+  a.conv_weight = conv_w;
+  a.conv_bias = conv_b;
+  a.x_proj_weight = x_proj->weight;
+  a.dt_proj_weight = dt_proj->weight;
+  a.out_proj_weight = out_proj->weight;
+  a.out_proj_bias = or_none(out_proj->bias);
+  a.A = A;
+  a.D = D32;
+  a.dt_bias = dt_bias;
+  a.x_proj_lora = lora_factors(*x_proj);
+  a.dt_proj_lora = lora_factors(*dt_proj);
+  a.out_proj_lora = lora_factors(*out_proj);
+  // One dropout probability for the op: the adapters of a model share their config (csrc/peft).
+  bool first = true;
+  for (nn::LinearImpl* m : {x_proj.get(), dt_proj.get(), out_proj.get()}) {
+    if (const LoraAdapterImpl* l = find_lora(*m)) {
+      TORCH_CHECK(first || l->dropout == a.lora_dropout,
+                  "mamba: the LoRA adapters of one mixer must share their dropout; got ", a.lora_dropout, " and ",
+                  l->dropout);
+      a.lora_dropout = l->dropout;
+      a.training = a.training || l->is_training();
+      first = false;
+    }
+  }
+  a.seq_idx = seq_idx;
+  return mft::mamba_inner(a);  // (B, L, D)
+}
+
+at::Tensor MambaMixerImpl::mixer_step(const at::Tensor& xz, const at::Tensor& w, const OptTensor& bias,
+                                      const at::Tensor& A, const at::Tensor& D32, const at::Tensor& dt_bias,
+                                      MambaLayerState& st) {
+  // Continues from a decoding state (prefill chunks and single steps) through the individual ops.
+  const int64_t L = xz.size(2);
+  const at::Tensor x_in = xz.narrow(1, 0, inner), z = xz.narrow(1, inner, inner);
   const int64_t keep = w.size(1) - 1;
   at::Tensor x;  // (B, E, L)
-  if (st && L == 1) {
-    x = mft::causal_conv1d_update(x_in.select(2, 0), st->conv, w, bias, /*silu=*/true).unsqueeze(-1);
+  if (L == 1) {
+    x = mft::causal_conv1d_update(x_in.select(2, 0), st.conv, w, bias, /*silu=*/true).unsqueeze(-1);
   } else {
-    x = mft::causal_conv1d(x_in, w, bias, st ? or_none(st->conv) : std::nullopt, /*silu=*/true, seq_idx);
-    if (st && keep > 0) {
-      st->conv = at::cat({st->conv, x_in.to(st->conv.scalar_type())}, 2).narrow(2, L, keep).contiguous();
-    }
+    x = mft::causal_conv1d(x_in, w, bias, or_none(st.conv), /*silu=*/true);
+    if (keep > 0) st.conv = at::cat({st.conv, x_in.to(st.conv.scalar_type())}, 2).narrow(2, L, keep).contiguous();
   }
   const at::Tensor p = channel_major_projection(*x_proj, x, /*with_bias=*/true);  // (B, R + 2N, L)
   // (B, E, L); dt_proj's bias is added by the scan.
   const at::Tensor dt = channel_major_projection(*dt_proj, p.narrow(1, 0, rank), /*with_bias=*/false);
-  const at::Tensor Bm = p.narrow(1, rank, state);                                     // (B, N, L)
-  const at::Tensor Cm = p.narrow(1, rank + state, state);                             // (B, N, L)
-  const at::Tensor A = -at::exp(A_log.to(at::kFloat));                                // (E, N)
-  const at::Tensor D32 = D.to(at::kFloat), dt_bias = dt_proj->bias.to(at::kFloat);
-  at::Tensor y;  // (B, E, L)
-  if (st && L == 1) {
-    y = mft::selective_state_update(st->ssm, x.select(2, 0), dt.select(2, 0), A, Bm.select(2, 0), Cm.select(2, 0),
+  const at::Tensor Bm = p.narrow(1, rank, state);          // (B, N, L)
+  const at::Tensor Cm = p.narrow(1, rank + state, state);  // (B, N, L)
+  at::Tensor y;                                            // (B, E, L)
+  if (L == 1) {
+    y = mft::selective_state_update(st.ssm, x.select(2, 0), dt.select(2, 0), A, Bm.select(2, 0), Cm.select(2, 0),
                                     D32, z.select(2, 0), dt_bias, /*dt_softplus=*/true)
             .unsqueeze(-1);
   } else {
     at::Tensor last;
     std::tie(y, last) = mft::selective_scan(x, dt, A, Bm, Cm, D32, z, dt_bias, /*delta_softplus=*/true,
-                                            st ? or_none(st->ssm) : std::nullopt,
-                                            /*return_last_state=*/st != nullptr, seq_idx);
-    if (st) st->ssm = last;
+                                            or_none(st.ssm), /*return_last_state=*/true);
+    st.ssm = last;
   }
   return adapted_linear(*out_proj, y.transpose(1, 2));  // (B, L, D)
 }

@@ -1,8 +1,9 @@
 #pragma once
 // Mamba-1 language model as HF transformers' MambaForCausalLM (../shared/reference/formats.md §3.1-3.3):
 //   embeddings -> n_layer x (RMSNorm -> MambaMixer, residual in fp32) -> RMSNorm -> lm_head.
-// The mixer runs through the mft ops (causal_conv1d, selective_scan). Parameter names equal the HF
-// checkpoint names, so loading is a name-by-name copy.
+// The mixer runs through the mft ops: mamba_inner over whole sequences (training and evaluation),
+// causal_conv1d and selective_scan or their decode steps when continuing a cache. Parameter names equal
+// the HF checkpoint names, so loading is a name-by-name copy.
 #include "models/causal_lm.h"
 #include "ops/ops.h"
 
@@ -57,6 +58,13 @@ class MambaMixerImpl : public torch::nn::Module {
   torch::nn::Linear in_proj{nullptr}, x_proj{nullptr}, dt_proj{nullptr}, out_proj{nullptr};
   at::Tensor conv_weight, conv_bias, A_log, D;  // conv_weight (E, 1, K) as in HF; A_log (E, N); D (E,)
   int64_t inner, state, rank;
+
+ private:
+  // After in_proj, xz (B, 2E, L): the whole sequence through mft::mamba_inner, or continuing a state.
+  at::Tensor mixer_inner(const at::Tensor& xz, const at::Tensor& conv_w, const OptTensor& conv_b, const at::Tensor& A,
+                         const at::Tensor& D32, const at::Tensor& dt_bias, const OptTensor& seq_idx);
+  at::Tensor mixer_step(const at::Tensor& xz, const at::Tensor& conv_w, const OptTensor& conv_b, const at::Tensor& A,
+                        const at::Tensor& D32, const at::Tensor& dt_bias, MambaLayerState& state);
 };
 TORCH_MODULE(MambaMixer);
 

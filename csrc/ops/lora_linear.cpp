@@ -11,6 +11,8 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include <limits>
+
 namespace mft {
 namespace {
 constexpr const char* kOp = "lora_linear";
@@ -54,6 +56,10 @@ at::Tensor lora_dropout_mask(at::IntArrayRef sizes, double p, int64_t seed, at::
   at::Tensor keep = at::empty(sizes, at::TensorOptions().dtype(at::kFloat));
   keep.bernoulli_(1.0 - p, gen);
   return keep.mul_(1.0 / (1.0 - p)).to(device, dtype);
+}
+
+int64_t draw_lora_dropout_seed() {
+  return at::randint(std::numeric_limits<int64_t>::max(), {1}, at::TensorOptions().dtype(at::kLong)).item<int64_t>();
 }
 
 namespace {

@@ -36,6 +36,10 @@ inline bool lora_dropout_active(double dropout_p, bool training) {
 at::Tensor lora_dropout_mask(at::IntArrayRef sizes, double p, int64_t seed, at::ScalarType dtype,
                              const c10::Device& device);
 
+// A fresh dropout seed from the default generator (so torch::manual_seed makes training repeatable);
+// what the Autograd kernels use when dropout_seed is None.
+int64_t draw_lora_dropout_seed();
+
 // Gradients dx, dweight, dbias, dlora_A, dlora_B; those whose output_mask entry is false are undefined.
 using LoraLinearGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 

@@ -11,24 +11,18 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
-#include <limits>
 
 namespace mft {
 namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// A fresh dropout seed from the default generator (so torch::manual_seed makes training repeatable).
-int64_t draw_dropout_seed() {
-  return at::randint(std::numeric_limits<int64_t>::max(), {1}, at::TensorOptions().dtype(at::kLong)).item<int64_t>();
-}
-
 class LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
                             const at::Tensor& lora_A, const at::Tensor& lora_B, double scale, double dropout_p,
                             bool training, std::optional<int64_t> dropout_seed) {
-    if (lora_dropout_active(dropout_p, training) && !dropout_seed) dropout_seed = draw_dropout_seed();
+    if (lora_dropout_active(dropout_p, training) && !dropout_seed) dropout_seed = draw_lora_dropout_seed();
     std::array<bool, 5> needs = {x.requires_grad(), weight.requires_grad(), bias && bias->requires_grad(),
                                  lora_A.requires_grad(), lora_B.requires_grad()};
     at::AutoDispatchBelowADInplaceOrView guard;
