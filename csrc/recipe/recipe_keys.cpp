@@ -274,7 +274,10 @@ const std::vector<KeyInfo>& recipe_keys() {
        at(&R::output, &OutputSection::resume)},
       {"output.overwrite", "Replace a non-empty `dir` (its contents are deleted) instead of failing.",
        at(&R::output, &OutputSection::overwrite)},
-      {"output.tensorboard", "Also write TensorBoard event files in `dir` (not implemented yet: true is refused; metrics go to metrics.csv and metrics.jsonl).",
+      {"output.tensorboard",
+       "Also write TensorBoard event files to `dir`/tensorboard/ (the scalars of every logged step: "
+       "train/loss, lr, grad_norm, loss_scale, tokens_per_s, peak_rss_mb, memory_per_token_kb, and "
+       "eval/loss; a resumed run adds a file there); view with `tensorboard --logdir DIR/tensorboard`.",
        at(&R::output, &OutputSection::tensorboard)},
   };
   return keys;

@@ -7,7 +7,19 @@
 
 namespace mft::train {
 
-MetricsLog::MetricsLog(const std::string& dir, bool append) {
+std::vector<std::pair<std::string, double>> tensorboard_scalars(const StepMetrics& m) {
+  std::vector<std::pair<std::string, double>> s = {{"train/loss", m.loss},
+                                                   {"train/lr", m.lr},
+                                                   {"train/grad_norm", m.grad_norm},
+                                                   {"train/loss_scale", m.loss_scale},
+                                                   {"train/tokens_per_s", m.tokens_per_s},
+                                                   {"train/peak_rss_mb", m.peak_rss_mb},
+                                                   {"train/memory_per_token_kb", m.memory_per_token_kb}};
+  if (m.eval_loss >= 0) s.emplace_back("eval/loss", m.eval_loss);
+  return s;
+}
+
+MetricsLog::MetricsLog(const std::string& dir, bool append, bool tensorboard) {
   namespace fs = std::filesystem;
   const fs::path csv = fs::path(dir) / "metrics.csv", jsonl = fs::path(dir) / "metrics.jsonl";
   const bool header = !append || !fs::exists(csv);
@@ -19,6 +31,7 @@ MetricsLog::MetricsLog(const std::string& dir, bool append) {
     csv_ << "step,loss,lr,grad_norm,loss_scale,skipped,tokens_per_s,peak_rss_mb,memory_per_token_kb,eval_loss,"
             "elapsed_s\n";
   }
+  if (tensorboard) tensorboard_ = std::make_unique<TensorBoardWriter>((fs::path(dir) / "tensorboard").string());
 }
 
 void MetricsLog::write(const StepMetrics& m) {
@@ -39,6 +52,7 @@ void MetricsLog::write(const StepMetrics& m) {
   if (m.eval_loss >= 0) j["eval_loss"] = m.eval_loss;
   jsonl_ << j.dump() << '\n';
   jsonl_.flush();
+  if (tensorboard_) tensorboard_->write_scalars(m.step, tensorboard_scalars(m));
 }
 
 }  // namespace mft::train

@@ -1,8 +1,14 @@
 #pragma once
 // Per-step training metrics appended to metrics.csv and metrics.jsonl in the output folder (flushed
-// every line, so a crash loses nothing already logged; a resumed run appends).
+// every line, so a crash loses nothing already logged; a resumed run appends), and optionally to a
+// TensorBoard event file in <dir>/tensorboard/ (a resumed run adds a new file there).
+#include "train/tensorboard.h"
+
 #include <fstream>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace mft::train {
 
@@ -20,13 +26,18 @@ struct StepMetrics {
   double elapsed_s = 0;
 };
 
+// TensorBoard scalars of a step: train/{loss, lr, grad_norm, loss_scale, tokens_per_s, peak_rss_mb,
+// memory_per_token_kb}, and eval/loss when the step evaluated.
+std::vector<std::pair<std::string, double>> tensorboard_scalars(const StepMetrics& m);
+
 class MetricsLog {
  public:
-  MetricsLog(const std::string& dir, bool append);
+  MetricsLog(const std::string& dir, bool append, bool tensorboard = false);
   void write(const StepMetrics& m);
 
  private:
   std::ofstream csv_, jsonl_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;  // null unless asked for
 };
 
 }  // namespace mft::train

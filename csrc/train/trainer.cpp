@@ -152,8 +152,6 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
   };
   TORCH_CHECK(!r.trainer.activation_checkpointing,
               "train: trainer.activation_checkpointing is not implemented yet; set it to false");
-  TORCH_CHECK(!r.output.tensorboard, "train: output.tensorboard is not implemented yet (metrics are written to "
-              "metrics.csv and metrics.jsonl); set it to false");
   TrainResult result;
   result.output_dir = r.output.dir;
   const bool resuming = prepare_output(r.output);
@@ -222,7 +220,7 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
     stream.restore(state.data);
     say("resumed from " + *last + " at step " + std::to_string(state.step));
   }
-  MetricsLog log(r.output.dir, resuming);
+  MetricsLog log(r.output.dir, resuming, r.output.tensorboard);
 
   // Steps.
   const double rss_loaded = rss_mb();

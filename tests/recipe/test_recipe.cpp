@@ -60,7 +60,7 @@ TEST_CASE("recipe: defaults come from the structs", "[recipe]") {
   CHECK(r.precision.dtype == "fp32");
   CHECK(r.schedule.name == "cosine");
   CHECK(r.trainer.batch_size == 4);
-  CHECK_FALSE(r.output.tensorboard);  // not implemented yet: off by default
+  CHECK_FALSE(r.output.tensorboard);  // off by default
   CHECK(r.peft.target_modules.empty());
   CHECK(r.name.empty());
 }
