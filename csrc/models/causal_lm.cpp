@@ -4,6 +4,10 @@
 
 namespace mft::models {
 
+at::Tensor CausalLM::run_block(BlockFn block, const at::Tensor& h) const {
+  return activation_checkpointing_ ? checkpoint_block(std::move(block), h) : block(h);
+}
+
 torch::nn::Linear register_untied_head(torch::nn::Module& owner, const std::string& name, const at::Tensor& embedding) {
   auto head = owner.register_module(
       name, torch::nn::Linear(torch::nn::LinearOptions(embedding.size(1), embedding.size(0)).bias(false)));

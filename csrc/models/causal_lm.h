@@ -2,6 +2,8 @@
 // What every language model in mamba-ft offers (Mamba, Mamba-2, GPT-NeoX): a full forward for training
 // and scoring, and a cached forward for generation. The cache holds what a family needs to continue a
 // sequence: Mamba's conv and SSM states (O(1) per token), GPT-NeoX's keys and values.
+#include "models/activation_checkpoint.h"
+
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
@@ -43,6 +45,18 @@ class CausalLM : public torch::nn::Module {
   // Gives a tied output head its own copy of the embedding matrix (the config then says untied); a
   // no-op when the head is untied. Merging an embedding adapter must not change the head.
   virtual void untie_word_embeddings() = 0;
+
+  // Activation checkpointing per block for training (models/activation_checkpoint.h): each block keeps
+  // only its input and is recomputed in backward. Off by default; no effect without gradients.
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
+
+ protected:
+  // block(h), checkpointed when activation checkpointing is on and gradients are recorded.
+  at::Tensor run_block(BlockFn block, const at::Tensor& h) const;
+
+ private:
+  bool activation_checkpointing_ = false;
 };
 
 // Registers `name` on `owner` as a bias-free Linear holding a copy of the tied embedding (V, D), with its

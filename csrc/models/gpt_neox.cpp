@@ -222,7 +222,13 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
   at::Tensor h = adapted_embedding(*embed_in, input_ids);
   const at::Tensor cos = emb.cos().to(h.scalar_type()), sin = emb.sin().to(h.scalar_type());
   for (size_t i = 0; i < layers->size(); ++i) {
-    h = layers[i]->as<GPTNeoXLayer>()->forward(h, cos, sin, cache ? &cache->layers[i] : nullptr, past, mask);
+    GPTNeoXLayerImpl* layer = layers[i]->as<GPTNeoXLayer>();
+    if (cache) {
+      h = layer->forward(h, cos, sin, &cache->layers[i], past, mask);
+    } else {
+      h = run_block([layer, cos, sin, mask](const at::Tensor& x) { return layer->forward(x, cos, sin, nullptr, 0, mask); },
+                    h);
+    }
   }
   if (cache) cache->length += L;
   h = final_layer_norm(h);

@@ -239,7 +239,10 @@ at::Tensor MambaForCausalLMImpl::forward(const at::Tensor& input_ids, const std:
   check_input_ids(input_ids, config.vocab_size, "mamba");
   check_seq_idx(seq_idx, input_ids, "mamba");
   at::Tensor h = adapted_embedding(*embeddings, input_ids);
-  for (const auto& layer : *layers) h = layer->as<MambaBlock>()->forward(h, nullptr, seq_idx);
+  for (const auto& layer : *layers) {
+    MambaBlockImpl* block = layer->as<MambaBlock>();
+    h = run_block([block, seq_idx](const at::Tensor& x) { return block->forward(x, nullptr, seq_idx); }, h);
+  }
   h = norm_f(h.to(norm_f->weight.scalar_type()));
   const at::Tensor head = config.tie_word_embeddings ? embeddings->weight : lm_head->weight;  // (V, D)
   return at::linear(h.to(head.scalar_type()), head).to(at::kFloat);

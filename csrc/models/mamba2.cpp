@@ -201,7 +201,10 @@ at::Tensor Mamba2ForCausalLMImpl::forward(const at::Tensor& input_ids, const std
   check_input_ids(input_ids, config.vocab_size, "mamba2");
   check_seq_idx(seq_idx, input_ids, "mamba2");
   at::Tensor h = adapted_embedding(*embeddings, input_ids);
-  for (const auto& layer : *layers) h = layer->as<Mamba2Block>()->forward(h, nullptr, seq_idx);
+  for (const auto& layer : *layers) {
+    Mamba2BlockImpl* block = layer->as<Mamba2Block>();
+    h = run_block([block, seq_idx](const at::Tensor& x) { return block->forward(x, nullptr, seq_idx); }, h);
+  }
   return head(h);
 }
 

@@ -259,7 +259,9 @@ const std::vector<KeyInfo>& recipe_keys() {
        at(&R::trainer, &TrainerSection::seed)},
       {"trainer.deterministic", "Use deterministic kernels only (slower; bitwise-repeatable runs).",
        at(&R::trainer, &TrainerSection::deterministic)},
-      {"trainer.activation_checkpointing", "Recompute block activations in backward to save memory (not implemented yet: true is refused by the trainer).",
+      {"trainer.activation_checkpointing", "Activation checkpointing per block: keep only each block's input and recompute the block in "
+       "backward (same autocast and dropout masks): far less activation memory for long sequences and big "
+       "models, for about one extra forward pass.",
        at(&R::trainer, &TrainerSection::activation_checkpointing)},
 
       required({"output.dir", "Output folder: checkpoints (`step-N/`), `final/`, logs, the resolved recipe.",

@@ -150,8 +150,6 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
   auto say = [&](const std::string& m) {
     if (hooks.on_message) hooks.on_message(m);
   };
-  TORCH_CHECK(!r.trainer.activation_checkpointing,
-              "train: trainer.activation_checkpointing is not implemented yet; set it to false");
   TrainResult result;
   result.output_dir = r.output.dir;
   const bool resuming = prepare_output(r.output);
@@ -165,6 +163,7 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
   if (r.precision.pure_half) models::cast_model(*model, dtype);  // base weights in half, adapters (below) fp32
   set_up_peft(*model, r);
   model->train();
+  model->set_activation_checkpointing(r.trainer.activation_checkpointing);
   std::vector<at::Tensor> params;
   for (const auto& p : model->parameters()) {
     if (p.requires_grad()) params.push_back(p);

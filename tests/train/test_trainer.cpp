@@ -12,6 +12,7 @@
 
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -141,6 +142,99 @@ TEST_CASE("an interrupted run resumes bit-exactly", "[train]") {
     for (const auto& n : pa.names()) {
       INFO(n);
       CHECK(at::equal(pa.tensor(n), pb.tensor(n)));
+    }
+  }
+}
+
+namespace {
+std::vector<nlohmann::json> metrics(const fs::path& run) {
+  std::vector<nlohmann::json> m;
+  for (const auto& l : lines(run / "metrics.jsonl")) m.push_back(nlohmann::json::parse(l));
+  return m;
+}
+
+// Every tensor of a safetensors file is finite and has `dtype`.
+void check_tensors(const fs::path& file, at::ScalarType dtype) {
+  const auto f = mft::io::SafetensorsFile::open(file.string());
+  REQUIRE(!f.names().empty());
+  for (const auto& n : f.names()) {
+    INFO(n);
+    const at::Tensor t = f.tensor(n);
+    CHECK(t.scalar_type() == dtype);
+    CHECK(at::isfinite(t).all().item<bool>());
+  }
+}
+}  // namespace
+
+TEST_CASE("fp16 trains with dynamic loss scaling: overflowing steps are skipped, the scale backs off and grows",
+          "[train]") {
+  TempDir out{"mft-train"};
+  // A scale of 1e9 overflows fp16 gradients for sure; backoff 0.01 reaches a usable scale in a few steps,
+  // growth every 2 good steps shows the scale growing again.
+  const auto r = tiny_recipe(out.path / "run", "preset:mamba-tiny", "lora",
+                             {"precision.dtype=fp16", "precision.init_loss_scale=1e9", "precision.backoff_factor=0.01",
+                              "precision.growth_interval=2", "trainer.max_steps=10"});
+  const auto result = mft::train::train(r);
+  CHECK(std::isfinite(result.last_loss));
+  const auto m = metrics(out.path / "run");
+  REQUIRE(m.size() == 10);
+  CHECK(m[0]["skipped"] == true);
+  CHECK(m[0]["loss_scale"].get<double>() == Approx(1e7));
+  int skipped = 0, grown = 0;
+  for (size_t i = 0; i < m.size(); ++i) {
+    skipped += m[i]["skipped"].get<bool>();
+    if (i > 0 && m[i]["loss_scale"].get<double>() > m[i - 1]["loss_scale"].get<double>()) ++grown;
+    CHECK(std::isfinite(m[i]["loss"].get<double>()));
+  }
+  CHECK(skipped >= 1);
+  CHECK(skipped <= 5);
+  CHECK(grown >= 1);
+  check_tensors(out.path / "run" / "adapter" / "adapter_model.safetensors", at::kFloat);
+}
+
+TEST_CASE("pure half precision trains half base weights with fp32 adapters", "[train]") {
+  for (const char* dtype : {"bf16", "fp16"}) {
+    INFO(dtype);
+    TempDir out{"mft-train"};
+    const auto r = tiny_recipe(out.path / "run", "preset:mamba-tiny", "lora",
+                               {std::string("precision.dtype=") + dtype, "precision.pure_half=true",
+                                "trainer.max_steps=12", "optimizer.lr=0.01"});
+    const auto result = mft::train::train(r);
+    CHECK(std::isfinite(result.last_loss));
+    CHECK(result.last_eval_loss > 0);
+    const auto m = metrics(out.path / "run");
+    REQUIRE(m.size() == 12);
+    // It learns: the mean loss of the last 4 steps is below that of the first 4.
+    double first = 0, last = 0;
+    for (int i = 0; i < 4; ++i) {
+      first += m[i]["loss"].get<double>();
+      last += m[m.size() - 1 - i]["loss"].get<double>();
+    }
+    CHECK(last < first);
+    check_tensors(out.path / "run" / "adapter" / "adapter_model.safetensors", at::kFloat);
+  }
+  // Pure half needs LoRA and a half dtype: clear errors otherwise.
+  TempDir out{"mft-train"};
+  CHECK_THROWS_WITH(mft::train::train(tiny_recipe(out.path / "a", "preset:mamba-tiny", "full",
+                                                  {"precision.dtype=bf16", "precision.pure_half=true"})),
+                    Contains("precision.pure_half"));
+}
+
+TEST_CASE("activation checkpointing trains the same model", "[train]") {
+  for (const char* model : {"preset:mamba-tiny", "preset:pythia-tiny"}) {
+    INFO(model);
+    TempDir out{"mft-train"};
+    const std::vector<std::string> o = {"trainer.max_steps=4", "peft.dropout=0.1", "precision.dtype=bf16"};
+    std::vector<std::string> ck = o;
+    ck.push_back("trainer.activation_checkpointing=true");
+    mft::train::train(tiny_recipe(out.path / "plain", model, "lora", o));
+    mft::train::train(tiny_recipe(out.path / "ckpt", model, "lora", ck));
+    const auto a = metrics(out.path / "plain"), b = metrics(out.path / "ckpt");
+    REQUIRE(a.size() == 4);
+    REQUIRE(b.size() == 4);
+    for (size_t i = 0; i < a.size(); ++i) {
+      CHECK(b[i]["loss"].get<double>() == Approx(a[i]["loss"].get<double>()).epsilon(1e-5));
+      CHECK(b[i]["grad_norm"].get<double>() == Approx(a[i]["grad_norm"].get<double>()).epsilon(1e-4));
     }
   }
 }
