@@ -13,6 +13,7 @@ Runner add_bench(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_generate(CLI::App& app);
 Runner add_bench_model(CLI::App& app);
+Runner add_bench_train(CLI::App& app);
 Runner add_score(CLI::App& app);
 Runner add_merge(CLI::App& app);
 Runner add_make_data(CLI::App& app);

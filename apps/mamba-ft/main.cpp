@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   add(mft::app::add_tokenize(app));
   add(mft::app::add_generate(app));
   add(mft::app::add_bench_model(app));
+  add(mft::app::add_bench_train(app));
   add(mft::app::add_score(app));
   add(mft::app::add_merge(app));
   add(mft::app::add_make_data(app));

@@ -1,5 +1,6 @@
 #include "bench/model_bench.h"
 
+#include "bench/gemm_floor.h"
 #include "core/memory.h"
 
 #include <ATen/ATen.h>
@@ -17,31 +18,6 @@
 namespace mft::bench {
 namespace {
 using Clock = std::chrono::steady_clock;
-
-double best_of(int repeats, const std::function<void()>& f) {
-  double best = 1e300;
-  for (int i = 0; i < repeats; ++i) {
-    const auto t0 = Clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return best;
-}
-
-// Weights the forward multiplies with (2-D parameters): every linear layer and the output head; the
-// input embedding is a row lookup unless tied to the head, and Mamba's A_log is elementwise.
-std::vector<at::Tensor> gemm_weights(models::CausalLM& m, bool& head_tied) {
-  auto sd = m.hf_state_dict();
-  const bool has_head = sd.count("lm_head.weight") || sd.count("embed_out.weight");
-  head_tied = !has_head;
-  std::vector<at::Tensor> w;
-  for (const auto& [name, t] : sd) {
-    const bool embedding = name.find("embeddings.weight") != std::string::npos || name.find("embed_in") != std::string::npos;
-    if (t.dim() != 2 || name.find("A_log") != std::string::npos || (embedding && has_head)) continue;
-    w.push_back(t);
-  }
-  return w;
-}
 }  // namespace
 
 ModelBenchResult run_model_bench(models::CausalLM& model, const ModelBenchOptions& o) {
@@ -84,17 +60,12 @@ ModelBenchResult run_model_bench(models::CausalLM& model, const ModelBenchOption
 
   // Prefill floor: every matmul of the forward timed alone (same shapes, dtype, threads).
   bool tied = false;
-  std::map<std::pair<int64_t, int64_t>, double> time_of_shape;
+  GemmTimer timer(std::max(o.repeats, 5));
   double flops = 0;
-  for (const auto& w : gemm_weights(model, tied)) {
-    const auto shape = std::make_pair(w.size(0), w.size(1));
-    if (!time_of_shape.count(shape)) {
-      const at::Tensor x = at::randn({o.prompt_tokens, w.size(1)}, opts);
-      at::linear(x, w);
-      time_of_shape[shape] = best_of(std::max(o.repeats, 5), [&] { at::linear(x, w); });
-    }
-    r.prefill_gemm_floor_s += time_of_shape[shape];
-    flops += 2.0 * double(o.prompt_tokens) * double(w.numel());
+  for (const auto& [name, w] : gemm_weights(model, &tied)) {
+    const Gemm g = linear_forward(o.prompt_tokens, w.size(1), w.size(0), w.scalar_type());
+    r.prefill_gemm_floor_s += timer.seconds(g);
+    flops += g.flops();
   }
   r.gemm_gflops = flops / r.prefill_gemm_floor_s / 1e9;
 

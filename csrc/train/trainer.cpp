@@ -9,14 +9,13 @@
 #include "peft/lora.h"
 #include "train/checkpoint.h"
 #include "train/loss_scaler.h"
+#include "train/autocast_scope.h"
 #include "train/model_setup.h"
+#include "train/optimizer.h"
 #include "train/schedule.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/adamw.h>
-#include <torch/optim/sgd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -76,47 +75,6 @@ void set_up_peft(models::CausalLM& model, const recipe::Recipe& r) {
     TORCH_CHECK(matched, "train: peft.freeze pattern \"", pattern, "\" matches no parameter");
   }
 }
-
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,
-                                                        const recipe::OptimizerSection& o) {
-  // Weight decay on matrices only (not on norms, biases, A_log, D), as is usual for AdamW.
-  std::vector<at::Tensor> decay, no_decay;
-  for (const auto& p : params) (p.dim() >= 2 ? decay : no_decay).push_back(p);
-  if (o.name == "adamw") {
-    auto opts = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps);
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    if (!decay.empty()) {
-      groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(o.weight_decay)));
-    }
-    if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
-    return std::make_unique<torch::optim::AdamW>(groups, opts);
-  }
-  TORCH_CHECK(o.name == "sgd", "train: optimizer.name must be adamw or sgd; got \"", o.name, "\"");
-  auto opts = torch::optim::SGDOptions(o.lr).momentum(o.momentum);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (!decay.empty()) groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(opts.weight_decay(o.weight_decay)));
-  if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(opts.weight_decay(0.0)));
-  return std::make_unique<torch::optim::SGD>(groups, opts);
-}
-
-void set_lr(torch::optim::Optimizer& opt, double lr) {
-  for (auto& g : opt.param_groups()) g.options().set_lr(lr);
-}
-
-// Autocast for the forward in the recipe's precision (fp32: none).
-struct AutocastScope {
-  bool on;
-  explicit AutocastScope(at::ScalarType dtype) : on(dtype != at::kFloat) {
-    if (!on) return;
-    at::autocast::set_autocast_enabled(at::kCPU, true);
-    at::autocast::set_autocast_dtype(at::kCPU, dtype);
-  }
-  ~AutocastScope() {
-    if (!on) return;
-    at::autocast::set_autocast_enabled(at::kCPU, false);
-    at::autocast::clear_cache();
-  }
-};
 
 // Sum of token losses (fp32) over trained positions.
 at::Tensor token_loss_sum(models::CausalLM& model, const data::Batch& b, bool packed) {

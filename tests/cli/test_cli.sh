@@ -159,6 +159,19 @@ assert j["family"] == "mamba2" and j["sizes"]["num_heads"] == 8 and j["parameter
 PY
 check "bench-model on a tiny preset" run 0 bench-model --model preset:mamba-tiny --prompt-tokens 16 --decode-tokens 4 --repeats 1 --json
 check "bench-model: JSON with floors" python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['prefill_gemm_floor_s']>0 and j['decode_floor_s_per_token']>0 and j['read_gb_per_s']>0, j" "$tmp/out"
+check "bench-train: unknown --mode fails" run 1 bench-train --model preset:mamba-tiny --mode lora-fp8
+check "bench-train: unknown --mode: one line" one_line_error
+check "bench-train: unknown --mode named" grep -q '^mamba-ft: error: bench-train: --mode must be full-fp32, full-bf16, lora-fp32 or lora-bf16; got "lora-fp8"' "$tmp/err"
+check "bench-train on a tiny preset" run 0 bench-train --model preset:mamba-tiny --mode lora-bf16 --seq 16 --steps 1 --warmup 0 --gemm-repeats 1 --json
+check "bench-train: JSON keys" python3 - "$tmp/out" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+keys = ["tokens_per_s", "step_s", "forward_s", "backward_s", "optimizer_s", "roofline_s", "roofline_pct", "gemm_gflop",
+        "gemm_gflops", "rss_after_load_mb", "peak_rss_over_load_mb", "memory_per_token_kb", "lora_targets", "threads"]
+assert all(k in j for k in keys), [k for k in keys if k not in j]
+assert j["mode"] == "lora-bf16" and j["seq"] == 16 and j["tokens_per_s"] > 0 and j["roofline_s"] > 0, j
+assert set(j["gemm_gflops"]) == {"bf16", "fp32"} and "in_proj" in j["lora_targets"], j
+PY
 
 # score: lm-eval loglikelihood requests (JSONL) on a tiny preset with the byte tokenizer: results in input
 # order on stdout (or --output), blank lines skipped, a bad line named by its number with a non-zero exit.
