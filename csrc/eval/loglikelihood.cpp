@@ -155,6 +155,96 @@ void score_batch(models::CausalLM& model, const std::vector<Sequence>& seqs, siz
   }
 }
 
+// Pairs grouped by identical context tokens, for groups of two or more whose inputs need no left
+// truncation (context + continuation <= max_length + 1 tokens, so the model input is exactly the context
+// followed by the continuation); everything else is returned as `rest`.
+std::pair<std::vector<std::vector<size_t>>, std::vector<size_t>> shared_context_groups(
+    const std::vector<TokenPair>& pairs, int64_t max_length) {
+  std::vector<size_t> order, rest;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const size_t n = pairs[i].context.size() + pairs[i].continuation.size();
+    (n <= static_cast<size_t>(max_length) + 1 ? order : rest).push_back(i);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return pairs[a].context < pairs[b].context; });
+  std::vector<std::vector<size_t>> groups;
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i + 1;
+    while (j < order.size() && pairs[order[j]].context == pairs[order[i]].context) ++j;
+    if (j - i >= 2) {
+      groups.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(i), order.begin() + static_cast<std::ptrdiff_t>(j));
+    } else {
+      rest.push_back(order[i]);
+    }
+    i = j;
+  }
+  std::sort(rest.begin(), rest.end());
+  return {std::move(groups), std::move(rest)};
+}
+
+// Adds log P(target) and whether it is the argmax, for each (row of log_probs, target) pair.
+void pick(const at::Tensor& log_probs, const std::vector<int64_t>& targets, std::vector<double>& ll,
+          std::vector<bool>& greedy) {
+  const auto n = static_cast<int64_t>(targets.size());
+  const at::Tensor target = at::from_blob(const_cast<int64_t*>(targets.data()), {n}, at::kLong).to(log_probs.device());
+  const at::Tensor picked = log_probs.gather(1, target.unsqueeze(1)).squeeze(1).to(at::kCPU, at::kDouble);
+  const at::Tensor is_max = log_probs.argmax(-1).eq(target).to(at::kCPU);
+  for (int64_t r = 0; r < n; ++r) {
+    ll.push_back(picked.data_ptr<double>()[r]);
+    greedy.push_back(is_max.data_ptr<bool>()[r]);
+  }
+}
+
+// The pairs of `group` share their context: one forward of the context (batch 1) into a decoding cache,
+// whose last logits score every continuation's first token; the cache repeated once per pair continues
+// with the continuations (all but their last token, right-padded) in one batch for the rest. The same
+// numbers as scoring each (context + continuation) whole, for a fraction of the context's compute.
+void score_shared_context(models::CausalLM& model, const std::vector<TokenPair>& pairs,
+                          const std::vector<size_t>& group, const c10::Device& device, std::vector<TokenScore>& out) {
+  const std::vector<int64_t>& context = pairs[group[0]].context;
+  const auto n = static_cast<int64_t>(group.size());
+  auto cache = model.new_cache(1);
+  at::Tensor ctx_ids = at::from_blob(const_cast<int64_t*>(context.data()), {1, static_cast<int64_t>(context.size())},
+                                     at::kLong).to(device);
+  const at::Tensor last = model.forward_cached(ctx_ids, *cache).select(1, -1);  // (1, V)
+  std::vector<int64_t> rows, targets;  // first continuation tokens: one row of `last` each
+  for (const size_t p : group) targets.push_back(pairs[p].continuation[0]);
+  std::vector<double> ll;
+  std::vector<bool> greedy;
+  pick(at::log_softmax(last, -1, at::kFloat).expand({n, last.size(1)}), targets, ll, greedy);
+  for (int64_t i = 0; i < n; ++i) out[group[i]] = {ll[i], greedy[i]};
+
+  size_t width = 0;
+  for (const size_t p : group) width = std::max(width, pairs[p].continuation.size() - 1);
+  if (width == 0) return;
+  at::Tensor ids = at::zeros({n, static_cast<int64_t>(width)}, at::kLong);  // right padding with id 0
+  auto* ids_data = ids.data_ptr<int64_t>();
+  targets.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& cont = pairs[group[i]].continuation;
+    std::copy(cont.begin(), cont.end() - 1, ids_data + i * static_cast<int64_t>(width));
+    for (size_t k = 1; k < cont.size(); ++k) {  // the logits at position k - 1 predict token k
+      rows.push_back(i * static_cast<int64_t>(width) + static_cast<int64_t>(k) - 1);
+      targets.push_back(cont[k]);
+    }
+  }
+  auto repeated = cache->repeat(n);
+  const at::Tensor logits = model.forward_cached(ids.to(device), *repeated);  // (n, width, V)
+  const at::Tensor row_index = at::from_blob(rows.data(), {static_cast<int64_t>(rows.size())}, at::kLong).to(device);
+  ll.clear();
+  greedy.clear();
+  pick(at::log_softmax(logits.reshape({-1, logits.size(2)}).index_select(0, row_index), -1, at::kFloat), targets, ll,
+       greedy);
+  size_t r = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    TokenScore& s = out[group[i]];
+    for (size_t k = 1; k < pairs[group[i]].continuation.size(); ++k, ++r) {
+      s.loglikelihood += ll[r];
+      s.is_greedy = s.is_greedy && greedy[r];
+    }
+  }
+}
+
 }  // namespace
 
 int64_t prefix_token(const Tokenizer& tokenizer, const ScoreOptions& options) {
@@ -239,16 +329,36 @@ std::vector<TokenScore> score_tokens(models::CausalLM& model, const std::vector<
   for (size_t i = 0; i < pairs.size(); ++i) check_pair(pairs[i], vocab, options.max_length, describe(options, i));
 
   std::vector<TokenScore> out(pairs.size());
-  const Plan plan = plan_inputs(pairs, options.max_length);
-  const std::vector<Sequence>& seqs = plan.seqs;
-  const auto total = static_cast<int64_t>(seqs.size());
   const c10::Device device = model_device(model);
   at::NoGradGuard no_grad;
+  // Pairs that share their context: the context once, then the continuations from its state.
+  std::vector<std::vector<size_t>> groups;
+  std::vector<size_t> rest;
+  if (options.share_contexts) {
+    std::tie(groups, rest) = shared_context_groups(pairs, options.max_length);
+  } else {
+    for (size_t i = 0; i < pairs.size(); ++i) rest.push_back(i);
+  }
+  std::vector<TokenPair> rest_pairs;
+  rest_pairs.reserve(rest.size());
+  for (const size_t i : rest) rest_pairs.push_back(pairs[i]);
+  const Plan plan = plan_inputs(rest_pairs, options.max_length);
+  const std::vector<Sequence>& seqs = plan.seqs;
+  int64_t total = static_cast<int64_t>(seqs.size()), done = 0;
+  for (const auto& g : groups) total += static_cast<int64_t>(g.size());
+  for (const auto& g : groups) {
+    score_shared_context(model, pairs, g, device, out);
+    done += static_cast<int64_t>(g.size());
+    if (options.progress) options.progress(done, total);
+  }
+  std::vector<TokenScore> rest_out(rest_pairs.size());
   for (size_t begin = 0; begin < seqs.size(); begin += static_cast<size_t>(options.batch_size)) {
     const size_t end = std::min(seqs.size(), begin + static_cast<size_t>(options.batch_size));
-    score_batch(model, seqs, begin, end, pairs, device, out);
-    if (options.progress) options.progress(static_cast<int64_t>(end), total);
+    score_batch(model, seqs, begin, end, rest_pairs, device, rest_out);
+    done += static_cast<int64_t>(end - begin);
+    if (options.progress) options.progress(done, total);
   }
+  for (size_t k = 0; k < rest.size(); ++k) out[rest[k]] = rest_out[k];
   return out;
 }
 

@@ -60,6 +60,10 @@ struct ScoreOptions {
   // The token an empty context and the first rolling window condition on; default BOS, else EOS (HFLM's
   // prefix_token_id; lm-eval's --model_args prefix_token_id=N overrides it the same way).
   std::optional<int64_t> prefix_token_id;
+  // Pairs with the same context tokens (a question's choices) run the context once and continue from its
+  // decoding state (Mamba: conv + SSM states; GPT-NeoX: keys and values), when no left truncation applies.
+  // Off: every pair is scored whole, as lm-eval does (the same numbers up to rounding).
+  bool share_contexts = true;
   // Called after each forward pass with (sequences scored, sequences in all): one sequence per pair, one
   // per rolling window, identical model inputs counted once.
   std::function<void(int64_t done, int64_t total)> progress;

@@ -4,6 +4,15 @@
 
 namespace mft::models {
 
+at::Tensor repeat_cache_rows(const DecodeCache& cache, const at::Tensor& t, int64_t n) {
+  TORCH_CHECK(cache.batch == 1 && n >= 1, "DecodeCache::repeat: needs a cache of one sequence and n >= 1; got batch ",
+              cache.batch, ", n ", n);
+  if (!t.defined()) return t;
+  std::vector<int64_t> reps(t.dim(), 1);
+  reps[0] = n;
+  return t.repeat(reps);
+}
+
 at::Tensor CausalLM::run_block(BlockFn block, const at::Tensor& h) const {
   return activation_checkpointing_ ? checkpoint_block(std::move(block), h) : block(h);
 }

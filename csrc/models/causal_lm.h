@@ -17,9 +17,15 @@ namespace mft::models {
 
 struct DecodeCache {
   virtual ~DecodeCache() = default;
+  // A cache of `n` sequences, each continuing this cache's one sequence (batch must be 1): how several
+  // continuations share the state after one context.
+  virtual std::unique_ptr<DecodeCache> repeat(int64_t n) const = 0;
   int64_t batch = 0;
   int64_t length = 0;  // tokens consumed so far
 };
+
+// `n` copies of a batch-1 cache tensor along dimension 0 (undefined stays undefined); checks batch == 1.
+at::Tensor repeat_cache_rows(const DecodeCache& cache, const at::Tensor& t, int64_t n);
 
 class CausalLM : public torch::nn::Module {
  public:

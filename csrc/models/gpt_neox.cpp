@@ -187,6 +187,14 @@ at::Tensor GPTNeoXForCausalLMImpl::forward_cached(const at::Tensor& input_ids, D
   return run(input_ids, cache, std::nullopt);
 }
 
+std::unique_ptr<DecodeCache> GPTNeoXCache::repeat(int64_t n) const {
+  auto c = std::make_unique<GPTNeoXCache>();
+  c->batch = n;
+  c->length = length;
+  for (const auto& l : layers) c->layers.push_back({repeat_cache_rows(*this, l.k, n), repeat_cache_rows(*this, l.v, n)});
+  return c;
+}
+
 std::unique_ptr<DecodeCache> GPTNeoXForCausalLMImpl::new_cache(int64_t batch) {
   auto cache = std::make_unique<GPTNeoXCache>();
   cache->batch = batch;

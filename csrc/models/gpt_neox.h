@@ -38,6 +38,7 @@ struct KVLayer {
   at::Tensor k, v;
 };
 struct GPTNeoXCache : DecodeCache {
+  std::unique_ptr<DecodeCache> repeat(int64_t n) const override;
   std::vector<KVLayer> layers;
 };
 

@@ -248,6 +248,14 @@ at::Tensor MambaForCausalLMImpl::forward(const at::Tensor& input_ids, const std:
   return at::linear(h.to(head.scalar_type()), head).to(at::kFloat);
 }
 
+std::unique_ptr<DecodeCache> MambaCache::repeat(int64_t n) const {
+  auto c = std::make_unique<MambaCache>();
+  c->batch = n;
+  c->length = length;
+  for (const auto& l : layers) c->layers.push_back({repeat_cache_rows(*this, l.conv, n), repeat_cache_rows(*this, l.ssm, n)});
+  return c;
+}
+
 std::unique_ptr<DecodeCache> MambaForCausalLMImpl::new_cache(int64_t batch) {
   auto cache = std::make_unique<MambaCache>();
   cache->batch = batch;

@@ -38,6 +38,7 @@ struct MambaLayerState {
   at::Tensor ssm;   // (B, E, N) fp32
 };
 struct MambaCache : DecodeCache {
+  std::unique_ptr<DecodeCache> repeat(int64_t n) const override;
   std::vector<MambaLayerState> layers;
 };
 

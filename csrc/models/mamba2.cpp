@@ -208,6 +208,14 @@ at::Tensor Mamba2ForCausalLMImpl::forward(const at::Tensor& input_ids, const std
   return head(h);
 }
 
+std::unique_ptr<DecodeCache> Mamba2Cache::repeat(int64_t n) const {
+  auto c = std::make_unique<Mamba2Cache>();
+  c->batch = n;
+  c->length = length;
+  for (const auto& l : layers) c->layers.push_back({repeat_cache_rows(*this, l.conv, n), repeat_cache_rows(*this, l.ssm, n)});
+  return c;
+}
+
 std::unique_ptr<DecodeCache> Mamba2ForCausalLMImpl::new_cache(int64_t batch) {
   auto cache = std::make_unique<Mamba2Cache>();
   cache->batch = batch;

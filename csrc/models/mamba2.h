@@ -38,6 +38,7 @@ struct Mamba2LayerState {
   at::Tensor ssm;   // (B, H, P, N) fp32
 };
 struct Mamba2Cache : DecodeCache {
+  std::unique_ptr<DecodeCache> repeat(int64_t n) const override;
   std::vector<Mamba2LayerState> layers;
 };
 

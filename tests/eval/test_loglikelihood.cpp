@@ -166,6 +166,7 @@ TEST_CASE("scores do not depend on batching, order or shared inputs", "[loglikel
   };
   mft::eval::ScoreOptions options;
   options.max_length = 20;
+  options.share_contexts = false;  // lm-eval's way first: every distinct input one sequence
   int64_t calls = 0, last_done = 0, last_total = 0;
   options.progress = [&](int64_t done, int64_t total) {
     CHECK(done > last_done);
@@ -177,12 +178,15 @@ TEST_CASE("scores do not depend on batching, order or shared inputs", "[loglikel
   CHECK(last_done == last_total);
   CHECK(calls == 8);
   options.progress = nullptr;
-  for (int64_t batch : {3, 16}) {
+  for (auto [batch, share] : {std::pair{3, false}, {16, false}, {1, true}, {4, true}}) {
     options.batch_size = batch;
+    // Shared contexts: the two "Answer:" choices and the repeated pair run their context once and continue
+    // from the decoding state; the empty context and the rolling text's first window share [prefix].
+    options.share_contexts = share;
     const auto many = mft::eval::score(*model, *tok, requests, options);
     REQUIRE(many.size() == requests.size());
     for (size_t i = 0; i < requests.size(); ++i) {
-      INFO("batch " << batch << ", request " << i);
+      INFO("batch " << batch << " share " << share << ", request " << i);
       // fp32 matmuls of a different batch width round differently; nothing else differs.
       CHECK(std::abs(many[i].loglikelihood - one[i].loglikelihood) <=
             1e-5 * std::max(1.0, std::abs(one[i].loglikelihood)));
@@ -367,6 +371,46 @@ TEST_CASE("scores equal lm-eval's HF backend on Mamba, GPT-NeoX and Mamba-2", "[
         WARN(family << " max_length " << max_length << ": max |diff| " << max_diff << ", max |diff| / max(1, |ll|) "
                     << max_rel);
       }
+    }
+  }
+}
+
+TEST_CASE("choices that share a context continue from its decoding state in every family", "[loglikelihood]") {
+  const auto tok = mft::make_byte_tokenizer();
+  // Four questions with 2-4 choices of different lengths (1 to 13 tokens), one question repeated, and one
+  // context long enough to need truncation (scored whole).
+  std::vector<ScoreRequest> requests;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> questions = {
+      {"Question: what is two plus two?\nAnswer:", {" four", " five", " twenty-two", " 4"}},
+      {"The capital of France is", {" Paris", " a city on the Seine river"}},
+      {"Q:", {" a", " b", " c"}},
+      {"Question: what is two plus two?\nAnswer:", {" four", " 22"}},
+      {"A context that is much longer than the sixty-four tokens of max_length here, so it is truncated", {" x", " yz"}}};
+  for (const auto& [ctx, choices] : questions) {
+    for (const auto& c : choices) requests.push_back(LoglikelihoodRequest{ctx, c});
+  }
+  for (const char* preset : {"preset:mamba-tiny", "preset:mamba2-tiny", "preset:pythia-tiny"}) {
+    INFO(preset);
+    auto model = mft::models::load_model(preset, 3);
+    model->eval();
+    mft::eval::ScoreOptions options;
+    options.max_length = 64;
+    options.batch_size = 4;
+    options.share_contexts = false;
+    const auto whole = mft::eval::score(*model, *tok, requests, options);
+    options.share_contexts = true;
+    int64_t last_total = 0;
+    options.progress = [&](int64_t, int64_t total) { last_total = total; };
+    const auto shared = mft::eval::score(*model, *tok, requests, options);
+    CHECK(last_total == static_cast<int64_t>(requests.size()));  // one sequence per pair
+    REQUIRE(shared.size() == whole.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      INFO("request " << i);
+      // The chunked scan / cached attention rounds differently from the one-pass forward; nothing else.
+      CHECK(std::abs(shared[i].loglikelihood - whole[i].loglikelihood) <=
+            1e-5 * std::max(1.0, std::abs(whole[i].loglikelihood)));
+      CHECK(shared[i].is_greedy == whole[i].is_greedy);
+      CHECK(shared[i].num_tokens == whole[i].num_tokens);
     }
   }
 }
