@@ -5,6 +5,7 @@
 // (other keys are ignored; blank lines are skipped). Results are written as JSONL in input order to stdout,
 // or to --output through a temporary file renamed into place, so a failed run leaves no partial file.
 #include "commands.h"
+#include "atomic_output.h"
 #include "model_args.h"
 
 #include "eval/loglikelihood.h"
@@ -101,46 +102,12 @@ std::string to_jsonl(const std::vector<eval::ScoreRequest>& requests, const std:
   return out;
 }
 
-// --output: PATH.tmp-PID opened before the (possibly long) scoring, so an unwritable path fails at once; the
-// results go there and are renamed into place, so readers never see half a file. Removed if not committed.
-class AtomicOutput {
- public:
-  explicit AtomicOutput(std::string path) : path_(std::move(path)), tmp_(fmt::format("{}.tmp-{}", path_, ::getpid())) {
-    out_.open(tmp_, std::ios::binary | std::ios::trunc);
-    if (!out_.is_open())
-      throw std::runtime_error(fmt::format("score: cannot write {}: {}", path_, std::strerror(errno)));
-  }
-  AtomicOutput(const AtomicOutput&) = delete;
-  AtomicOutput& operator=(const AtomicOutput&) = delete;
-  ~AtomicOutput() {
-    if (committed_) return;
-    out_.close();
-    std::error_code ignored;
-    std::filesystem::remove(tmp_, ignored);
-  }
-
-  void commit(const std::string& text) {
-    out_.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out_.close();
-    if (!out_) throw std::runtime_error(fmt::format("score: cannot write {} (disk full?)", tmp_));
-    std::error_code ec;
-    std::filesystem::rename(tmp_, path_, ec);
-    if (ec) throw std::runtime_error(fmt::format("score: cannot rename {} to {}: {}", tmp_, path_, ec.message()));
-    committed_ = true;
-  }
-
- private:
-  std::string path_, tmp_;
-  std::ofstream out_;
-  bool committed_ = false;
-};
-
 int run_score(const ScoreArgs& a) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<size_t> lines;
   const std::vector<eval::ScoreRequest> requests = read_requests(a.requests, lines);
   std::unique_ptr<AtomicOutput> output;
-  if (!a.output.empty()) output = std::make_unique<AtomicOutput>(a.output);
+  if (!a.output.empty()) output = std::make_unique<AtomicOutput>(a.output, "score");
   auto loaded = load_model_and_tokenizer(a.model);
 
   eval::ScoreOptions options;

@@ -18,18 +18,11 @@ std::string describe(const ScoreOptions& options, size_t i) {
   return options.describe_request ? options.describe_request(i) : "request " + std::to_string(i);
 }
 
-// Python's str.isspace(), which str.rstrip() uses in _encode_pair: Unicode White_Space plus the
-// information separators U+001C..U+001F (bidi class B/S), and not U+180E, U+200B or U+FEFF.
-bool python_isspace(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
 // Byte length of `s` without its trailing whitespace (valid UTF-8).
 size_t rstrip_length(std::string_view s) {
   size_t end = 0;
   for (size_t i = 0; i < s.size();) {
-    if (!python_isspace(tok::next_code_point(s, i))) end = i;
+    if (!tok::is_python_space(tok::next_code_point(s, i))) end = i;
   }
   return end;
 }

@@ -39,6 +39,7 @@ std::string join(const std::vector<std::string>& parts, size_t from = 0) {
 // Everything an error message needs: the file, the prefix of run keys ("runs.1."), and where each value
 // was written (a line of the run item, a line of the shared base, or a command-line override).
 struct Context {
+  Purpose purpose = Purpose::kTrain;
   std::string source;
   std::string key_prefix;
   Lines run_lines, base_lines;
@@ -299,9 +300,11 @@ void walk(Recipe& r, const YAML::Node& map, const std::string& prefix, const Con
 void validate(Recipe& r, const Context& ctx) {
   for (const auto& key : recipe_keys()) {
     const FieldPtr field = key.field(r);
-    if (key.required) {
+    if (ctx.purpose == Purpose::kTrain ? key.required : key.required_for_eval) {
       const auto* s = std::get_if<std::string*>(&field);
       if (s && (*s)->empty()) ctx.fail(key.path, "required key is missing (" + key.doc + ")");
+      const auto* l = std::get_if<std::vector<std::string>*>(&field);
+      if (l && (*l)->empty()) ctx.fail(key.path, "required key is missing (" + key.doc + ")");
     }
     for (const auto& check : key.checks)
       if (std::string problem = check.problem(field); !problem.empty()) ctx.fail(key.path, problem);
@@ -319,7 +322,8 @@ Recipe build(const YAML::Node& tree, const Context& ctx) {
 
 // All runs of a file. `multi_run_ok` false: a `runs:` list is an error (parse_recipe).
 std::vector<Recipe> parse_runs(const std::string& text, const std::string& source,
-                               const std::vector<std::string>& override_texts, bool multi_run_ok) {
+                               const std::vector<std::string>& override_texts, bool multi_run_ok,
+                               Purpose purpose = Purpose::kTrain) {
   YAML::Node root = load_yaml(text, source);
   if (!root.IsDefined() || root.IsNull()) root.reset(YAML::Node(YAML::NodeType::Map));
   if (!root.IsMap()) fail_top(source, "expected a mapping of sections at the top level, got " + describe(root));
@@ -365,6 +369,7 @@ std::vector<Recipe> parse_runs(const std::string& text, const std::string& sourc
   std::vector<Recipe> out;
   for (size_t i = 0; i < items.size(); ++i) {
     Context ctx;
+    ctx.purpose = purpose;
     ctx.source = source;
     ctx.key_prefix = multi ? "runs." + std::to_string(i) + "." : "";
     ctx.base_lines = base_lines;
@@ -424,15 +429,16 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
 }
 
 std::vector<Recipe> parse_recipe_runs(const std::string& yaml_text, const std::string& source,
-                                      const std::vector<std::string>& overrides) {
-  std::vector<Recipe> runs = parse_runs(yaml_text, source, overrides, /*multi_run_ok=*/true);
+                                      const std::vector<std::string>& overrides, Purpose purpose) {
+  std::vector<Recipe> runs = parse_runs(yaml_text, source, overrides, /*multi_run_ok=*/true, purpose);
   for (size_t i = 0; i < runs.size(); ++i)
     if (runs[i].name.empty()) runs[i].name = "run" + std::to_string(i);
   return runs;
 }
 
-std::vector<Recipe> load_recipe_runs(const std::string& path, const std::vector<std::string>& overrides) {
-  std::vector<Recipe> runs = parse_runs(read_file(path), path, overrides, /*multi_run_ok=*/true);
+std::vector<Recipe> load_recipe_runs(const std::string& path, const std::vector<std::string>& overrides,
+                                     Purpose purpose) {
+  std::vector<Recipe> runs = parse_runs(read_file(path), path, overrides, /*multi_run_ok=*/true, purpose);
   for (size_t i = 0; i < runs.size(); ++i)
     if (runs[i].name.empty()) runs[i].name = runs.size() == 1 ? stem(path) : stem(path) + "." + std::to_string(i);
   return runs;

@@ -82,10 +82,30 @@ Check regex_items() {
           }};
 }
 
-// Keys that must be given: a string that stays empty is reported as missing.
+// Keys that must be given for training: a string (or list) that stays empty is reported as missing.
 KeyInfo required(KeyInfo k) {
   k.required = true;
   return k;
+}
+// Keys that must be given for evaluation only / for both.
+KeyInfo required_for_eval(KeyInfo k) {
+  k.required_for_eval = true;
+  return k;
+}
+KeyInfo required_always(KeyInfo k) {
+  k.required = k.required_for_eval = true;
+  return k;
+}
+
+// Each item of a list of strings is an integer >= 0 (few-shot counts, seeds).
+Check all_non_negative_integers() {
+  return {"integers >= 0", [](const FieldPtr& f) -> std::string {
+            for (const auto& s : **std::get_if<std::vector<std::string>*>(&f)) {
+              if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
+                return "expected integers >= 0, got '" + s + "'";
+            }
+            return "";
+          }};
 }
 
 }  // namespace
@@ -105,6 +125,10 @@ const std::vector<SectionInfo>& recipe_sections() {
        "`min_lr_ratio * lr` at `trainer.max_steps`."},
       {"trainer", "Loop: steps, batch, evaluation, checkpoints, logging and determinism."},
       {"output", "Where and how results are written."},
+      {"eval",
+       "ICL evaluation by `mamba-ft eval RECIPE.yaml` (lm-evaluation-harness tasks and metrics): of `eval.model`, "
+       "else of what training wrote (`output.dir`/final, or `output.dir`/adapter on `model.path`), else of "
+       "`model.path`."},
   };
   return sections;
 }
@@ -115,7 +139,7 @@ const std::vector<KeyInfo>& recipe_keys() {
       {"name", "Name of the run in logs and output files; empty: the recipe file's stem.",
        [](Recipe& r) -> FieldPtr { return &r.name; }},
 
-      required({"model.path",
+      required_always({"model.path",
                 "Hugging Face checkpoint folder (config.json + safetensors/bin), or `preset:NAME` "
                 "for a randomly initialised built-in model (e.g. `preset:mamba-tiny`).",
                 at(&R::model, &ModelSection::path)}),
@@ -281,6 +305,32 @@ const std::vector<KeyInfo>& recipe_keys() {
        "train/loss, lr, grad_norm, loss_scale, tokens_per_s, peak_rss_mb, memory_per_token_kb, and "
        "eval/loss; a resumed run adds a file there); view with `tensorboard --logdir DIR/tensorboard`.",
        at(&R::output, &OutputSection::tensorboard)},
+
+      required_for_eval({"eval.tasks",
+                         "Tasks: lambada_openai, hellaswag, piqa, arc_easy, arc_challenge, winogrande, mmlu (57 "
+                         "subjects and the group), mmlu_<subject>, or task YAML files.",
+                         at(&R::eval, &EvalSection::tasks)}),
+      {"eval.data_dir", "Folder of the built-in tasks' files: DATA_DIR/<task>/<split>.jsonl as `datasets` exports them.",
+       at(&R::eval, &EvalSection::data_dir)},
+      {"eval.shots", "Few-shot counts, each a separate evaluation (e.g. [0, 1, 3, 5]).",
+       at(&R::eval, &EvalSection::shots), {all_non_negative_integers()}},
+      {"eval.seeds", "Few-shot sampling seeds (lm-eval's fewshot_random_seed); several give mean and spread.",
+       at(&R::eval, &EvalSection::seeds), {all_non_negative_integers()}},
+      {"eval.limit", "Score only the first N documents of each task; -1: all.", at(&R::eval, &EvalSection::limit),
+       {ge(-1)}},
+      {"eval.batch_size", "Sequences per forward pass.", at(&R::eval, &EvalSection::batch_size), {gt(0)}},
+      {"eval.max_length", "Longest model input in tokens (longer inputs keep their last tokens), as lm-eval.",
+       at(&R::eval, &EvalSection::max_length), {gt(0)}},
+      {"eval.model", "Model to evaluate (HF folder or preset:NAME); empty: the trained one (see the section).",
+       at(&R::eval, &EvalSection::model)},
+      {"eval.adapter", "PEFT adapter folder applied before evaluation; empty: `output.dir`/adapter when it exists.",
+       at(&R::eval, &EvalSection::adapter)},
+      {"eval.output", "Results JSON; empty: `output.dir`/eval.json when `output.dir` is set.",
+       at(&R::eval, &EvalSection::output)},
+      {"eval.log_samples", "Also write every document's requests, loglikelihoods and metrics.",
+       at(&R::eval, &EvalSection::log_samples)},
+      {"eval.bootstrap_iters", "Bootstrap draws for perplexity's standard error (lm-eval's bootstrap_iters).",
+       at(&R::eval, &EvalSection::bootstrap_iters), {ge(0)}},
   };
   return keys;
 }

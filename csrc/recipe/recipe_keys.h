@@ -30,7 +30,8 @@ struct KeyInfo {
   std::string doc;   // one or two sentences for the reference
   std::function<FieldPtr(Recipe&)> field;
   std::vector<Check> checks;
-  bool required = false;  // must be given (and non-empty)
+  bool required = false;  // must be given (and non-empty) for training
+  bool required_for_eval = false;  // ... and for evaluation
 };
 
 // One top-level section: its name ("" for top-level keys such as `name`) and what it is for.

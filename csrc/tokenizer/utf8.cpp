@@ -2,6 +2,7 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -159,6 +160,35 @@ bool is_word_char(char32_t c) {
     default:
       return false;
   }
+}
+
+bool is_python_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+std::string python_strip(std::string_view s) {
+  size_t begin = s.size(), end = 0;
+  for (size_t i = 0; i < s.size();) {
+    const size_t at = i;
+    if (!is_python_space(next_code_point(s, i))) {
+      begin = std::min(begin, at);
+      end = i;
+    }
+  }
+  return begin >= end ? std::string() : std::string(s.substr(begin, end - begin));
+}
+
+std::string python_capitalize(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  bool first = true;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<utf8proc_int32_t>(next_code_point(s, i));
+    append_utf8(out, static_cast<char32_t>(first ? utf8proc_totitle(c) : utf8proc_tolower(c)));
+    first = false;
+  }
+  return out;
 }
 
 }  // namespace mft::tok

@@ -36,4 +36,16 @@ bool is_white_space(char32_t c);
 // Other_Alphabetic code points outside the mark categories).
 bool is_word_char(char32_t c);
 
+// Python's str.isspace() for one code point (what str.strip() and str.split() use): Unicode White_Space
+// plus the information separators U+001C..U+001F, and not U+180E, U+200B or U+FEFF.
+bool is_python_space(char32_t c);
+
+// Python's str.strip() (no argument) of valid UTF-8.
+std::string python_strip(std::string_view s);
+
+// Python's str.capitalize() of valid UTF-8: the first character in title case, the rest in lower case
+// (utf8proc's simple case mappings; Python's full mappings differ only for a few characters such as
+// U+0130, which expand to two code points there).
+std::string python_capitalize(std::string_view s);
+
 }  // namespace mft::tok

@@ -40,7 +40,8 @@ WORDS = ("the a man woman dog cat table chair river house car road water light s
          "door paper book letter music song game ball field city village market bread apple coffee tea glass "
          "small large red blue green old new quiet bright slow quick warm cold happy tired clean open "
          "walks runs takes puts finds holds opens closes cleans paints reads writes sings plays cooks washes "
-         "slowly quickly carefully gently again then now later together outside inside near under over").split()
+         "slowly quickly carefully gently again then now later together outside inside near under over"
+         ).split()
 # Words the real datasets have too: accents, curly quotes, an emoji, slashes (escaped as \/ in the files).
 SPECIAL = ["café", "naïve", "résumé", "“really”", "🙂", "and/or", "1/2", "http://example.com/a/b", "don't", "it's"]
 MMLU_SUBJECTS = ["abstract_algebra", "anatomy", "global_facts", "high_school_geography", "philosophy"]
