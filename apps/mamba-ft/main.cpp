@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   add(mft::app::add_bench_train(app));
   add(mft::app::add_score(app));
   add(mft::app::add_eval(app));
+  add(mft::app::add_compare(app));
   add(mft::app::add_merge(app));
   add(mft::app::add_make_data(app));
   add(mft::app::add_train(app));

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <vector>
@@ -17,7 +18,7 @@ namespace {
 // Made-up countries: enough for varied facts, few enough that each is stated many times in the corpus.
 constexpr int kCountries = 48;
 // Random streams of the seed, one per purpose, so that changing one part leaves the others alone.
-constexpr uint64_t kWorldStream = 1, kCorpusStream = 2, kInstructStream = 3;
+constexpr uint64_t kWorldStream = 1, kCorpusStream = 2, kInstructStream = 3, kIclStream = 4;
 
 const std::vector<std::string> kSyllables = {"ka",  "lo",  "mi", "ren", "tar", "vos", "ul",  "zen", "bri", "dor",
                                              "fa",  "gel", "ho", "is",  "jun", "kel", "mar", "nov", "or",  "pel",
@@ -289,6 +290,73 @@ std::string make_instructions(uint64_t seed, const std::vector<Country>& world) 
   return out;
 }
 
+// One few-shot (ICL) task: documents of the split, as JSON lines.
+struct IclSplit {
+  std::string test, train;
+};
+
+// `k` distinct picks of `make(rng)` different from `gold`, then gold placed at a random index: (choices, label).
+template <typename Make>
+std::pair<std::vector<std::string>, int64_t> choices_with(Rng& rng, const std::string& gold, int k, Make make) {
+  std::vector<std::string> c = {gold};
+  while (static_cast<int>(c.size()) < k + 1) {
+    const std::string d = make(rng);
+    if (std::find(c.begin(), c.end(), d) == c.end()) c.push_back(d);
+  }
+  const int64_t label = rng.below(k + 1);
+  std::swap(c[0], c[static_cast<size_t>(label)]);
+  return {c, label};
+}
+
+// capitals, arithmetic, reverse (multiple choice, 4 options) and recall (loglikelihood): the facts and
+// skills of the corpus asked in lm-eval's prompt style, so few-shot examples can show the format.
+std::map<std::string, IclSplit> make_icl_tasks(uint64_t seed, const std::vector<Country>& world) {
+  Rng rng{make_rng(seed, kIclStream)};
+  std::map<std::string, IclSplit> tasks;
+  auto line = [](const nlohmann::json& j) { return j.dump() + "\n"; };
+  for (int split = 0; split < 2; ++split) {
+    for (int64_t i = 0; i < kQuickstartIclDocs; ++i) {
+      const Country& c = rng.pick(world);
+      auto [caps, cl] = choices_with(rng, c.capital, 3, [&](Rng& r) { return r.pick(world).capital; });
+      const std::string cap = line({{"country", c.name}, {"choices", caps}, {"label", cl}});
+      const int64_t a = rng.between(0, 49), b = rng.between(0, 49);
+      auto [sums, sl] = choices_with(rng, std::to_string(a + b), 3,
+                                     [&](Rng& r) { return std::to_string(a + b + r.between(-9, 9)); });
+      const std::string ari = line({{"a", a}, {"b", b}, {"choices", sums}, {"label", sl}});
+      const std::string w = rng.pick(kWords);
+      auto [revs, rl] = choices_with(rng, quoted(reversed(w)), 3, [&](Rng& r) { return quoted(reversed(r.pick(kWords))); });
+      const std::string rev = line({{"word", quoted(w)}, {"choices", revs}, {"label", rl}});
+      const std::string list = join(some_words(rng, 3, 5), ", ");
+      const std::string rec = line({{"list", list}});
+      std::string IclSplit::*part = split == 0 ? &IclSplit::test : &IclSplit::train;
+      tasks["capitals"].*part += cap;
+      tasks["arithmetic"].*part += ari;
+      tasks["reverse"].*part += rev;
+      tasks["recall"].*part += rec;
+    }
+  }
+  return tasks;
+}
+
+// The task YAML (eval/yaml_task.h) of each ICL task.
+std::string icl_task_yaml(const std::string& name) {
+  std::string head = "# Few-shot task of the quickstart's synthetic data (mamba-ft eval --tasks THIS_FILE).\ntask: " + name +
+                     "\ndata_file: " + name + "/test.jsonl\nfewshot_file: " + name + "/train.jsonl\n";
+  if (name == "capitals") {
+    return head + "doc_to_text: \"Q: What is the capital of {{country}}?\\nA:\"\n"
+                  "doc_to_choice: \"{{choices}}\"\ndoc_to_target: \"{{label}}\"\n";
+  }
+  if (name == "arithmetic") {
+    return head + "doc_to_text: \"{{a}} + {{b}} =\"\ndoc_to_choice: \"{{choices}}\"\ndoc_to_target: \"{{label}}\"\n";
+  }
+  if (name == "reverse") {
+    return head + "doc_to_text: \"The word {{word}} reversed is\"\ndoc_to_choice: \"{{choices}}\"\n"
+                  "doc_to_target: \"{{label}}\"\n";
+  }
+  return head + "output_type: loglikelihood\ndoc_to_text: \"Here is a list: {{list}}.\\nRepeat the list:\"\n"
+                "doc_to_target: \" {{list}}.\"\n";
+}
+
 void write_file(const std::filesystem::path& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);
   f << text;
@@ -305,6 +373,14 @@ void write_quickstart_data(const std::string& dir, uint64_t seed) {
   const std::vector<Country> world = make_world(seed);
   write_file(std::filesystem::path(dir) / "corpus.txt", make_corpus(seed, world));
   write_file(std::filesystem::path(dir) / "instruct.jsonl", make_instructions(seed, world));
+  const std::filesystem::path icl = std::filesystem::path(dir) / "icl";
+  for (const auto& [name, split] : make_icl_tasks(seed, world)) {
+    std::filesystem::create_directories(icl / name, ec);
+    if (ec) throw std::runtime_error("cannot create folder '" + (icl / name).string() + "': " + ec.message());
+    write_file(icl / name / "test.jsonl", split.test);
+    write_file(icl / name / "train.jsonl", split.train);
+    write_file(icl / (name + ".yaml"), icl_task_yaml(name));
+  }
 }
 
 }  // namespace mft::data

@@ -260,5 +260,51 @@ check "Ctrl-C exits with 130" test $? -eq 130
 check "Ctrl-C saved a checkpoint" test -n "$(ls "$tmp/intr/checkpoints" 2>/dev/null | grep '^step-')"
 check "Ctrl-C says how to resume" grep -q "output.resume=true" "$tmp/err"
 
+# eval / compare: lm-eval tasks from a recipe or flags, the quickstart's few-shot tasks, results JSON in
+# lm-eval's shape per shot count, one-line errors; compare's divergence and ICL tables.
+qd="$tmp/qd"
+[ -f "$qd/icl/capitals.yaml" ] || "$exe" make-data --out "$qd" >/dev/null
+check "eval on synthetic ICL tasks" run 0 --threads 1 eval --model preset:mamba-tiny --tasks "$qd/icl/capitals.yaml,$qd/icl/recall.yaml" \
+  --shots 0,1 --limit 6 --output "$tmp/eval.json" --log-samples
+check "eval: markdown table on stdout" grep -q "^|capitals|" "$tmp/out"
+check "eval: results JSON in lm-eval's shape" python3 - "$tmp/eval.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+for k in ("0", "1"):
+    r = j["shots"][k]["results"]
+    assert set(r["capitals"]) >= {"acc,none", "acc_stderr,none", "acc_norm,none", "alias"}, r
+    assert set(r["recall"]) >= {"perplexity,none", "acc,none"}, r
+    assert j["shots"][k]["n-samples"]["capitals"] == {"original": 60, "effective": 6}
+    assert len(j["shots"][k]["samples"]["capitals"]) == 6
+assert j["config"]["shots"] == [0, 1] and j["config"]["model"] == "preset:mamba-tiny", j["config"]
+PY
+check "eval: no temporary file left" test -z "$(find "$tmp" -name 'eval.json.tmp*')"
+check "eval: several seeds" run 0 --threads 1 eval --model preset:mamba-tiny --tasks "$qd/icl/capitals.yaml" --shots 0,1 \
+  --seeds 1234,7 --limit 4 --output "$tmp/eval2.json"
+check "eval: seeds under \"seeds\", the first at the top" python3 - "$tmp/eval2.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert set(j["seeds"]) == {"1234", "7"} and j["shots"] == j["seeds"]["1234"]["shots"]
+PY
+printf 'model:\n  path: "preset:mamba-tiny"\neval:\n  tasks: [%s]\n  shots: [0]\n  limit: 3\n' "$qd/icl/arithmetic.yaml" >"$tmp/eval.yaml"
+check "eval RECIPE.yaml with an override" run 0 --threads 1 eval "$tmp/eval.yaml" eval.limit=2 --output "$tmp/eval3.json"
+check "eval: recipe override applied" python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['config']['limit']==2 and j['shots']['0']['n-samples']['arithmetic']['effective']==2" "$tmp/eval3.json"
+check "eval: unknown task fails" run 1 eval --model preset:mamba-tiny --tasks hellswag --data-dir "$tmp"
+check "eval: unknown task: closest name" grep -q 'unknown task "hellswag"; did you mean "hellaswag"?' "$tmp/err"
+check "eval: unknown task: one line" one_line_error
+check "eval: missing split fails" run 1 eval --model preset:mamba-tiny --tasks piqa --data-dir "$tmp/nodata"
+check "eval: missing split: says how to export it" grep -q 'nodata/piqa/validation.jsonl is missing; export it with' "$tmp/err"
+check "eval: missing split: one line" one_line_error
+check "eval: bad --shots fails" run 1 eval --model preset:mamba-tiny --tasks "$qd/icl/capitals.yaml" --shots 0,x
+check "eval: bad --shots named" grep -q 'shots must be integers' "$tmp/err"
+check "eval: recipe without tasks fails" run 1 eval "$tmp/eval.yaml" 'eval.tasks=[]'
+check "eval: recipe without tasks named" grep -q "eval.tasks" "$tmp/err"
+check "compare" run 0 compare "$tmp/eval.json" --reference "$tmp/eval.json" --pair "$tmp/eval.json=$tmp/eval.json" --csv-dir "$tmp/cmp"
+check "compare: zero divergence from itself" grep -q '|eval|capitals|acc|0.00||' "$tmp/out"
+check "compare: ICL ratio 100 % against itself" python3 -c "import csv,sys; rows=list(csv.DictReader(open(sys.argv[1]))); r=[x for x in rows if x['task']=='capitals'][0]; assert r['icl_ratio_percent']=='' or abs(float(r['icl_ratio_percent'])-100)<1e-9, r" "$tmp/cmp/icl.csv"
+check "compare: divergence CSV" grep -q '^run,task,metric,divergence_points' "$tmp/cmp/divergence.csv"
+check "compare: not a results file fails" run 1 compare "$tmp/eval.yaml"
+check "compare: one line" one_line_error
+
 echo "$pass passed, $failures failed"
 [ $failures -eq 0 ]
