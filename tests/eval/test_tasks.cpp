@@ -6,6 +6,7 @@
 #include "helpers.h"
 
 #include "eval/builtin_tasks.h"
+#include "eval/compare.h"
 #include "eval/evaluator.h"
 #include "eval/metrics.h"
 #include "eval/python_random.h"
@@ -325,4 +326,55 @@ TEST_CASE("evaluation equals lm-evaluation-harness on random-weight models", "[e
     CHECK(requests > 500);
     WARN(family << ": " << requests << " requests, worst relative loglikelihood difference " << worst);
   }
+}
+
+TEST_CASE("compare: divergence, spikes, ICL improvement and ratio with 95% intervals", "[eval_tasks]") {
+  TempDir dir{"mft-compare"};
+  // shots -> task -> acc (hellaswag is judged by acc_norm, as the paper reports it).
+  auto results = [&](const std::string& name, const std::map<std::string, std::map<std::string, double>>& seeds) {
+    json j;
+    for (const auto& [seed, values] : seeds) {
+      json shots;
+      for (const auto& [key, v] : values) {  // key "k/task"
+        const std::string k = key.substr(0, key.find('/')), task = key.substr(key.find('/') + 1);
+        shots[k]["results"][task] = {{"acc,none", v}, {"acc_norm,none", v + 0.5}};
+      }
+      j["seeds"][seed]["shots"] = shots;
+      if (!j.contains("shots")) j["shots"] = shots;
+    }
+    const std::string path = (dir.path / (name + ".json")).string();
+    std::ofstream(path) << j.dump();
+    return ev::read_results(path);
+  };
+  const auto ref = results("ref", {{"1", {{"0/piqa", 0.60}, {"1/piqa", 0.62}, {"0/hellaswag", 0.30}, {"1/hellaswag", 0.30}}}});
+  const auto run = results("run", {{"1", {{"0/piqa", 0.605}, {"1/piqa", 0.64}, {"0/hellaswag", 0.30}, {"1/hellaswag", 0.31}}},
+                                   {"2", {{"0/piqa", 0.600}, {"1/piqa", 0.62}, {"0/hellaswag", 0.30}, {"1/hellaswag", 0.30}}}});
+  const auto rows = ev::divergence(ref, {run});
+  REQUIRE(rows.size() == 2);
+  const auto& hs = rows[0].task == "hellaswag" ? rows[0] : rows[1];
+  const auto& pq = rows[0].task == "piqa" ? rows[0] : rows[1];
+  CHECK(hs.metric == "acc_norm");
+  CHECK(pq.metric == "acc");
+  // piqa seed 1: mean(|0.605-0.60|, |0.64-0.62|) = 1.25 points; seed 2 (reference's first seed): 0.
+  CHECK(pq.divergence.mean == Approx(0.625));
+  CHECK(pq.divergence.n == 2);
+  CHECK(pq.divergence.half_width == Approx(12.706 * 0.625 * std::sqrt(2.0) / std::sqrt(2.0)));
+  CHECK_FALSE(pq.spike);  // mean 0.625 <= 1 point
+  CHECK(hs.divergence.mean == Approx(0.25));
+  const auto big = results("big", {{"1", {{"0/piqa", 0.70}, {"1/piqa", 0.70}}}});
+  const auto spiky = ev::divergence(ref, {big});
+  REQUIRE(spiky.size() == 1);
+  CHECK(spiky[0].divergence.mean == Approx(9.0));
+  CHECK(spiky[0].spike);
+  // ICL: improvement = mean over k in {1,3,5} present of acc_k - acc_0 (points); ratio against the pair.
+  const auto model = results("m", {{"1", {{"0/piqa", 0.50}, {"1/piqa", 0.56}, {"3/piqa", 0.58}, {"5/piqa", 0.60}}}});
+  const auto pair = results("p", {{"1", {{"0/piqa", 0.50}, {"1/piqa", 0.54}, {"3/piqa", 0.54}, {"5/piqa", 0.56}}}});
+  const auto icl = ev::icl(model, &pair);
+  REQUIRE(icl.size() == 1);
+  CHECK(icl[0].improvement.mean == Approx(8.0));
+  REQUIRE(icl[0].ratio);
+  CHECK(icl[0].ratio->mean == Approx(100.0 * 8.0 / (14.0 / 3.0)));
+  CHECK(ev::icl_csv(icl).find("m,piqa,acc,8.000000") != std::string::npos);
+  CHECK(ev::divergence_markdown(spiky).find("Spikes (divergence > 1 point): 1 of 1") != std::string::npos);
+  CHECK_THROWS_WITH(ev::read_results((dir.path / "none.json").string()), Contains("no such results file"));
 }
