@@ -299,6 +299,13 @@ check "eval: bad --shots fails" run 1 eval --model preset:mamba-tiny --tasks "$q
 check "eval: bad --shots named" grep -q 'shots must be integers' "$tmp/err"
 check "eval: recipe without tasks fails" run 1 eval "$tmp/eval.yaml" 'eval.tasks=[]'
 check "eval: recipe without tasks named" grep -q "eval.tasks" "$tmp/err"
+if [ -f "$tmp/run/adapter/adapter_config.json" ]; then
+  check "eval with an adapter in bf16" run 0 --threads 1 eval --model preset:mamba-tiny --adapter "$tmp/run/adapter" \
+    --dtype bf16 --tasks "$qd/icl/capitals.yaml" --limit 3 --output "$tmp/eval4.json"
+  check "eval: adapter and dtype recorded" python3 -c "import json,sys; c=json.load(open(sys.argv[1]))['config']; assert c['dtype']=='bf16' and c['adapter'].endswith('adapter'), c" "$tmp/eval4.json"
+else
+  check "the train test left an adapter for eval" false
+fi
 check "compare" run 0 compare "$tmp/eval.json" --reference "$tmp/eval.json" --pair "$tmp/eval.json=$tmp/eval.json" --csv-dir "$tmp/cmp"
 check "compare: zero divergence from itself" grep -q '|eval|capitals|acc|0.00||' "$tmp/out"
 check "compare: ICL ratio 100 % against itself" python3 -c "import csv,sys; rows=list(csv.DictReader(open(sys.argv[1]))); r=[x for x in rows if x['task']=='capitals'][0]; assert r['icl_ratio_percent']=='' or abs(float(r['icl_ratio_percent'])-100)<1e-9, r" "$tmp/cmp/icl.csv"
