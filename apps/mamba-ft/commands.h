@@ -17,6 +17,7 @@ Runner add_bench_train(CLI::App& app);
 Runner add_score(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_compare(CLI::App& app);
+Runner add_stability(CLI::App& app);
 Runner add_merge(CLI::App& app);
 Runner add_make_data(CLI::App& app);
 Runner add_train(CLI::App& app);

@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   add(mft::app::add_score(app));
   add(mft::app::add_eval(app));
   add(mft::app::add_compare(app));
+  add(mft::app::add_stability(app));
   add(mft::app::add_merge(app));
   add(mft::app::add_make_data(app));
   add(mft::app::add_train(app));

@@ -14,7 +14,10 @@ at::Tensor repeat_cache_rows(const DecodeCache& cache, const at::Tensor& t, int6
 }
 
 at::Tensor CausalLM::run_block(BlockFn block, const at::Tensor& h) const {
-  return activation_checkpointing_ ? checkpoint_block(std::move(block), h) : block(h);
+  if (record_hidden_states && record_hidden_states->empty()) record_hidden_states->push_back(h.detach());
+  at::Tensor out = activation_checkpointing_ ? checkpoint_block(std::move(block), h) : block(h);
+  if (record_hidden_states) record_hidden_states->push_back(out.detach());
+  return out;
 }
 
 torch::nn::Linear register_untied_head(torch::nn::Module& owner, const std::string& name, const at::Tensor& embedding) {

@@ -20,6 +20,9 @@ struct DecodeCache {
   // A cache of `n` sequences, each continuing this cache's one sequence (batch must be 1): how several
   // continuations share the state after one context.
   virtual std::unique_ptr<DecodeCache> repeat(int64_t n) const = 0;
+  // The fixed-size recurrent state of each layer (Mamba, Mamba-2: the SSM state (B, ...), fp32), for
+  // stability analysis; empty for models whose cache grows with the sequence (GPT-NeoX's keys and values).
+  virtual std::vector<at::Tensor*> recurrent_states() { return {}; }
   int64_t batch = 0;
   int64_t length = 0;  // tokens consumed so far
 };
@@ -56,6 +59,17 @@ class CausalLM : public torch::nn::Module {
   // only its input and is recomputed in backward. Off by default; no effect without gradients.
   void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
   bool activation_checkpointing() const { return activation_checkpointing_; }
+
+  // Stability analysis (csrc/analysis). When set, forward() appends the residual stream after the embedding
+  // and after every block, (B, L, D) each, to *record_hidden_states.
+  std::vector<at::Tensor>* record_hidden_states = nullptr;
+  // Per layer, the diagonal recurrence the layer runs on this input: its state decays by exp(delta_t * A)
+  // per step, delta (B, L, C) fp32 the step sizes the model computes, A (C, S) fp32 (< 0). Empty for
+  // models without such a recurrence (GPT-NeoX).
+  struct Decay {
+    at::Tensor delta, A;
+  };
+  virtual std::vector<Decay> recurrence_decays(const at::Tensor& input_ids) { return {}; }
 
  protected:
   // block(h), checkpointed when activation checkpointing is on and gradients are recorded.

@@ -256,6 +256,35 @@ std::unique_ptr<DecodeCache> MambaCache::repeat(int64_t n) const {
   return c;
 }
 
+std::vector<at::Tensor*> MambaCache::recurrent_states() {
+  std::vector<at::Tensor*> s;
+  for (auto& l : layers) s.push_back(&l.ssm);
+  return s;
+}
+
+at::Tensor MambaMixerImpl::delta(const at::Tensor& u) {
+  const at::Tensor xz = channel_major_projection(*in_proj, u.transpose(1, 2), /*with_bias=*/true);  // (B, 2E, L)
+  const OptTensor bias = conv_bias.defined() ? OptTensor(conv_bias) : std::nullopt;
+  const at::Tensor x = mft::causal_conv1d(xz.narrow(1, 0, inner), conv_weight.view({inner, -1}), bias, std::nullopt,
+                                          /*silu=*/true);
+  const at::Tensor p = channel_major_projection(*x_proj, x, /*with_bias=*/true);
+  const at::Tensor dt = channel_major_projection(*dt_proj, p.narrow(1, 0, rank), /*with_bias=*/false);  // (B, E, L)
+  return at::softplus(dt.to(at::kFloat) + dt_proj->bias.to(at::kFloat).view({1, -1, 1})).transpose(1, 2);
+}
+
+std::vector<CausalLM::Decay> MambaForCausalLMImpl::recurrence_decays(const at::Tensor& input_ids) {
+  check_input_ids(input_ids, config.vocab_size, "mamba");
+  std::vector<Decay> out;
+  at::Tensor h = adapted_embedding(*embeddings, input_ids);
+  for (const auto& layer : *layers) {
+    auto& b = *layer->as<MambaBlock>();
+    out.push_back({b.mixer->delta(b.norm(h.to(b.norm->weight.scalar_type()))),
+                   -at::exp(b.mixer->A_log.to(at::kFloat))});
+    h = b.forward(h);
+  }
+  return out;
+}
+
 std::unique_ptr<DecodeCache> MambaForCausalLMImpl::new_cache(int64_t batch) {
   auto cache = std::make_unique<MambaCache>();
   cache->batch = batch;

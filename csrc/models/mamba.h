@@ -39,6 +39,7 @@ struct MambaLayerState {
 };
 struct MambaCache : DecodeCache {
   std::unique_ptr<DecodeCache> repeat(int64_t n) const override;
+  std::vector<at::Tensor*> recurrent_states() override;
   std::vector<MambaLayerState> layers;
 };
 
@@ -56,6 +57,8 @@ class MambaMixerImpl : public torch::nn::Module {
   explicit MambaMixerImpl(const MambaConfig& c);
   // u: (B, L, D) -> (B, L, D). With `state`, continues from it and updates it (L = 1: decode step).
   at::Tensor forward(const at::Tensor& u, MambaLayerState* state = nullptr, const OptTensor& seq_idx = {});
+  // The scan's step sizes softplus(dt_proj(x_proj(conv(x))) + bias) for input u (B, L, D) -> (B, L, E) fp32.
+  at::Tensor delta(const at::Tensor& u);
   torch::nn::Linear in_proj{nullptr}, x_proj{nullptr}, dt_proj{nullptr}, out_proj{nullptr};
   at::Tensor conv_weight, conv_bias, A_log, D;  // conv_weight (E, 1, K) as in HF; A_log (E, N); D (E,)
   int64_t inner, state, rank;
@@ -91,6 +94,7 @@ class MambaForCausalLMImpl : public CausalLM {
   std::string hf_config_json() const override { return config.to_hf_json(); }
   std::map<std::string, std::shared_ptr<torch::nn::Module>> hf_lora_modules() override;
   void untie_word_embeddings() override;
+  std::vector<Decay> recurrence_decays(const at::Tensor& input_ids) override;
   MambaConfig config;
   torch::nn::Embedding embeddings{nullptr};
   torch::nn::ModuleList layers;

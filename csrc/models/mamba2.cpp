@@ -6,6 +6,7 @@
 #include "models/lora_adapter.h"
 #include "models/original_layout.h"
 #include "ops/ops.h"
+#include "ops/ssd_scan.h"
 
 #include <ATen/ATen.h>
 
@@ -214,6 +215,31 @@ std::unique_ptr<DecodeCache> Mamba2Cache::repeat(int64_t n) const {
   c->length = length;
   for (const auto& l : layers) c->layers.push_back({repeat_cache_rows(*this, l.conv, n), repeat_cache_rows(*this, l.ssm, n)});
   return c;
+}
+
+std::vector<at::Tensor*> Mamba2Cache::recurrent_states() {
+  std::vector<at::Tensor*> s;
+  for (auto& l : layers) s.push_back(&l.ssm);
+  return s;
+}
+
+at::Tensor Mamba2MixerImpl::delta(const at::Tensor& u) {
+  const int64_t E = config.intermediate_size(), H = config.num_heads, CD = config.conv_dim();
+  const at::Tensor dt = adapted_linear(*in_proj, u).narrow(2, E + CD, H);  // (B, L, H)
+  return mft::ssd_effective_dt(dt, dt_bias, /*dt_softplus=*/true, config.dt_limit_min, config.dt_limit_max, at::kFloat);
+}
+
+std::vector<CausalLM::Decay> Mamba2ForCausalLMImpl::recurrence_decays(const at::Tensor& input_ids) {
+  check_input_ids(input_ids, config.vocab_size, "mamba2");
+  std::vector<Decay> out;
+  at::Tensor h = adapted_embedding(*embeddings, input_ids);
+  for (const auto& layer : *layers) {
+    auto& b = *layer->as<Mamba2Block>();
+    out.push_back({b.mixer->delta(b.norm(h.to(b.norm->weight.scalar_type()))),
+                   -at::exp(b.mixer->A_log.to(at::kFloat)).unsqueeze(1)});  // (H, 1): one rate per head
+    h = b.forward(h);
+  }
+  return out;
 }
 
 std::unique_ptr<DecodeCache> Mamba2ForCausalLMImpl::new_cache(int64_t batch) {

@@ -39,6 +39,7 @@ struct Mamba2LayerState {
 };
 struct Mamba2Cache : DecodeCache {
   std::unique_ptr<DecodeCache> repeat(int64_t n) const override;
+  std::vector<at::Tensor*> recurrent_states() override;
   std::vector<Mamba2LayerState> layers;
 };
 
@@ -46,6 +47,8 @@ class Mamba2MixerImpl : public torch::nn::Module {
  public:
   explicit Mamba2MixerImpl(const Mamba2Config& c);
   at::Tensor forward(const at::Tensor& u, Mamba2LayerState* state = nullptr, const OptTensor& seq_idx = {});
+  // The scan's step sizes clamp(softplus(dt + dt_bias), dt_limit) for input u (B, L, D) -> (B, L, H) fp32.
+  at::Tensor delta(const at::Tensor& u);
   torch::nn::Linear in_proj{nullptr}, out_proj{nullptr};
   at::Tensor conv_weight, conv_bias, dt_bias, A_log, D, norm_weight;  // conv (conv_dim, 1, K); A_log, D (H,)
   Mamba2Config config;
@@ -77,6 +80,7 @@ class Mamba2ForCausalLMImpl : public CausalLM {
   std::string hf_config_json() const override { return config.to_hf_json(); }
   std::map<std::string, std::shared_ptr<torch::nn::Module>> hf_lora_modules() override;
   void untie_word_embeddings() override;
+  std::vector<Decay> recurrence_decays(const at::Tensor& input_ids) override;
   Mamba2Config config;
   torch::nn::Embedding embeddings{nullptr};
   torch::nn::ModuleList layers;

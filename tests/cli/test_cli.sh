@@ -313,5 +313,19 @@ check "compare: divergence CSV" grep -q '^run,task,metric,divergence_points' "$t
 check "compare: not a results file fails" run 1 compare "$tmp/eval.yaml"
 check "compare: one line" one_line_error
 
+# stability: perturbation experiment, Lyapunov exponents and precision divergence on tiny presets.
+check "stability perturb" run 0 --threads 1 stability perturb --blocks 3 --steps 12 --eps 1e-3 --output "$tmp/st.json"
+check "stability perturb: all blocks decay" grep -q '|0.001|.*|100%|' "$tmp/out"
+check "stability perturb: JSON" python3 -c "import json,sys; j=json.load(open(sys.argv[1])); c=j['result']['curves'][0]; assert j['kind']=='perturbation' and len(c['rates'])==3 and len(c['median_state_deviation'])==12" "$tmp/st.json"
+check "stability lyapunov" run 0 --threads 1 stability lyapunov --model preset:mamba2-tiny --tokens 32 --k 2 --output "$tmp/ly.json"
+check "stability lyapunov: λ̂ <= 0 per layer" python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert len(j['layers'])==4 and all(l['exact']<=0 for l in j['layers'])" "$tmp/ly.json"
+check "stability lyapunov on a Transformer fails" run 1 stability lyapunov --model preset:pythia-tiny --tokens 8
+check "stability lyapunov on a Transformer: named" grep -q "no diagonal recurrence" "$tmp/err"
+check "stability lyapunov on a Transformer: one line" one_line_error
+check "stability precision" run 0 --threads 1 stability precision --model preset:pythia-tiny --tokens 16
+check "stability precision: four modes" test "$(grep -c '^|\(bf16\|fp16\)' "$tmp/out")" -eq 4
+check "stability: bad --eps fails" run 1 stability perturb --eps 1e-3,x
+check "stability: bad --eps: one line" one_line_error
+
 echo "$pass passed, $failures failed"
 [ $failures -eq 0 ]
