@@ -159,6 +159,7 @@ std::vector<Task> load_tasks(const std::vector<std::string>& names, const std::s
 nlohmann::json evaluate(models::CausalLM& model, const Tokenizer& tokenizer, const std::vector<Task>& tasks,
                         const EvalOptions& o) {
   TORCH_CHECK(!o.shots.empty() && !o.seeds.empty(), "eval: give at least one shot count and one seed");
+  TORCH_CHECK(o.limit != 0, "eval: a limit of 0 documents scores nothing; give a positive limit, or -1 for all");
   // Every (seed, shots, task) evaluation's requests, identical ones (all 0-shot runs of several seeds, the
   // same question in two runs) scored once.
   std::vector<RunPlan> runs;
