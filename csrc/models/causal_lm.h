@@ -69,7 +69,7 @@ class CausalLM : public torch::nn::Module {
   struct Decay {
     at::Tensor delta, A;
   };
-  virtual std::vector<Decay> recurrence_decays(const at::Tensor& input_ids) { return {}; }
+  virtual std::vector<Decay> recurrence_decays(const at::Tensor& /*input_ids*/) { return {}; }
 
  protected:
   // block(h), checkpointed when activation checkpointing is on and gradients are recorded.
