@@ -34,6 +34,13 @@ void check_dtype(const at::Tensor& t, at::ScalarType dtype, const char* op, cons
   TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, "; got ", t.scalar_type());
 }
 
+void check_state_param(const at::Tensor& t, at::ScalarType cd, at::IntArrayRef sizes, const char* op, const char* name,
+                       const char* layout, const char* main_name) {
+  check_sizes(t, sizes, op, name, layout);
+  TORCH_CHECK(t.scalar_type() == cd, op, ": ", name, " must be ", cd, cd == at::kFloat ? "" : " (float64 because ",
+              cd == at::kFloat ? "" : main_name, cd == at::kFloat ? "" : " is float64)", "; got ", t.scalar_type());
+}
+
 void check_device(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name) {
   TORCH_CHECK(t.device() == like.device(), op, ": ", name, " must be on ", like.device(),
               " like the other inputs; got ", t.device());

@@ -27,6 +27,11 @@ void check_dtype(const at::Tensor& t, at::ScalarType dtype, const char* op, cons
 // Throws unless t lives on the same device as `like`.
 void check_device(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name);
 
+// A state parameter (A, D, biases, states): `sizes` and the compute dtype cd (fp32, or fp64 when the op's
+// main input `main_name` is fp64), e.g. "selective_scan: A must be Float; got BFloat16".
+void check_state_param(const at::Tensor& t, at::ScalarType cd, at::IntArrayRef sizes, const char* op, const char* name,
+                       const char* layout, const char* main_name);
+
 // Throws unless every element of t is finite (small parameter tensors only: one reduction).
 void check_finite(const at::Tensor& t, const char* op, const char* name);
 

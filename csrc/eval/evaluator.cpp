@@ -3,6 +3,7 @@
 #include "eval/builtin_tasks.h"
 #include "eval/metrics.h"
 #include "eval/yaml_task.h"
+#include "recipe/recipe_keys.h"
 
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
@@ -20,24 +21,12 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 // The closest known task name, for "did you mean".
 std::string closest_task(const std::string& name) {
-  auto distance = [](const std::string& a, const std::string& b) {
-    std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-    for (size_t i = 1; i <= a.size(); ++i) {
-      cur[0] = i;
-      for (size_t j = 1; j <= b.size(); ++j) {
-        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
-      }
-      std::swap(prev, cur);
-    }
-    return prev[b.size()];
-  };
   std::string best;
   size_t best_d = SIZE_MAX;
   std::vector<std::string> all = builtin_task_names();
   for (const auto& s : mmlu_subjects()) all.push_back("mmlu_" + s);
   for (const auto& n : all) {
-    const size_t d = distance(name, n);
+    const size_t d = recipe::edit_distance(name, n);
     if (d < best_d) best_d = d, best = n;
   }
   return best;

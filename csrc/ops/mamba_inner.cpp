@@ -13,14 +13,6 @@ namespace mft {
 namespace {
 constexpr const char* kOp = "mamba_inner";
 
-// A state parameter (A, D, dt_bias): fp32, or fp64 when xz is fp64.
-void check_state_param(const at::Tensor& t, at::ScalarType cd, at::IntArrayRef sizes, const char* name,
-                       const char* layout) {
-  check_sizes(t, sizes, kOp, name, layout);
-  TORCH_CHECK(t.scalar_type() == cd, kOp, ": ", name, " must be ", cd,
-              cd == at::kFloat ? "" : " (float64 because xz is float64)", "; got ", t.scalar_type());
-}
-
 void check_lora(const LoraFactors& l, const at::Tensor& xz, int64_t in, int64_t out, const char* a_name,
                 const char* b_name) {
   if (!l.defined()) {
@@ -65,7 +57,7 @@ MambaInnerGeometry check_mamba_inner_args(const MambaInnerArgs& a) {
   check_sizes(a.dt_proj_weight, {g.inner, g.dt_rank}, kOp, "dt_proj_weight", "(inner, dt_rank)");
   check_dim(a.A, 2, kOp, "A", "(inner, dstate)");
   g.dstate = a.A.size(1);
-  check_state_param(a.A, cd, {g.inner, g.dstate}, "A", "(inner, dstate)");
+  check_state_param(a.A, cd, {g.inner, g.dstate}, kOp, "A", "(inner, dstate)", "xz");
   check_sizes(a.x_proj_weight, {g.dt_rank + 2 * g.dstate, g.inner}, kOp, "x_proj_weight",
               "(dt_rank + 2 * dstate, inner)");
   check_dim(a.out_proj_weight, 2, kOp, "out_proj_weight", "(model_dim, inner)");
@@ -86,9 +78,9 @@ MambaInnerGeometry check_mamba_inner_args(const MambaInnerArgs& a) {
     check_sizes(*a.out_proj_bias, {g.model_dim}, kOp, "out_proj_bias", "(model_dim,)");
     check_dtype(*a.out_proj_bias, act, kOp, "out_proj_bias");
   }
-  if (a.D) check_state_param(*a.D, cd, {g.inner}, "D", "(inner,)");
+  if (a.D) check_state_param(*a.D, cd, {g.inner}, kOp, "D", "(inner,)", "xz");
   if (a.dt_bias) {
-    check_state_param(*a.dt_bias, cd, {g.inner}, "dt_bias", "(inner,)");
+    check_state_param(*a.dt_bias, cd, {g.inner}, kOp, "dt_bias", "(inner,)", "xz");
     check_finite(*a.dt_bias, kOp, "dt_bias");
   }
   if (a.seq_idx) {

@@ -10,12 +10,6 @@ namespace mft {
 namespace {
 constexpr const char* kOp = "selective_scan";
 
-void check_state_param(const at::Tensor& t, at::ScalarType cd, at::IntArrayRef sizes, const char* name,
-                       const char* layout) {
-  check_sizes(t, sizes, kOp, name, layout);
-  TORCH_CHECK(t.scalar_type() == cd, kOp, ": ", name, " must be ", cd,
-              cd == at::kFloat ? "" : " (float64 because u is float64)", "; got ", t.scalar_type());
-}
 
 // B or C: (D, N) time-invariant, (B, N, L), or (B, G, N, L). Returns groups (0 when time-invariant).
 int64_t check_bc(const at::Tensor& t, const char* name, int64_t batch, int64_t dim, int64_t dstate, int64_t seqlen) {
@@ -60,7 +54,7 @@ ScanGeometry check_selective_scan_args(const at::Tensor& u, const at::Tensor& de
   check_dim(A, 2, kOp, "A", "(dim, dstate)");
   g.dstate = A.size(1);
   TORCH_CHECK(g.dstate >= 1, kOp, ": A must have dstate >= 1; got ", shape_str(A.sizes()));
-  check_state_param(A, cd, {g.dim, g.dstate}, "A", "(dim, dstate)");
+  check_state_param(A, cd, {g.dim, g.dstate}, kOp, "A", "(dim, dstate)", "u");
   const int64_t gb = check_bc(B, "B", g.batch, g.dim, g.dstate, g.seqlen);
   const int64_t gc = check_bc(C, "C", g.batch, g.dim, g.dstate, g.seqlen);
   g.var_B = gb > 0;
@@ -74,9 +68,9 @@ ScanGeometry check_selective_scan_args(const at::Tensor& u, const at::Tensor& de
     TORCH_CHECK(t->dim() != 2 || t->scalar_type() == cd, kOp, ": time-invariant B and C must be ", cd, "; got ",
                 t->scalar_type());
   }
-  if (D) check_state_param(*D, cd, {g.dim}, "D", "(dim,)");
+  if (D) check_state_param(*D, cd, {g.dim}, kOp, "D", "(dim,)", "u");
   if (delta_bias) {
-    check_state_param(*delta_bias, cd, {g.dim}, "delta_bias", "(dim,)");
+    check_state_param(*delta_bias, cd, {g.dim}, kOp, "delta_bias", "(dim,)", "u");
     check_finite(*delta_bias, kOp, "delta_bias");
   }
   if (z) {
@@ -86,7 +80,8 @@ ScanGeometry check_selective_scan_args(const at::Tensor& u, const at::Tensor& de
                 ": z must be float64 exactly when u is; got ", z->scalar_type());
   }
   if (initial_state) {
-    check_state_param(*initial_state, cd, {g.batch, g.dim, g.dstate}, "initial_state", "(batch, dim, dstate)");
+    check_state_param(*initial_state, cd, {g.batch, g.dim, g.dstate}, kOp, "initial_state", "(batch, dim, dstate)",
+                      "u");
   }
   if (seq_idx) {
     check_sizes(*seq_idx, {g.batch, g.seqlen}, kOp, "seq_idx", "(batch, seqlen)");
