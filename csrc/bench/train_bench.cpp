@@ -12,7 +12,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -164,7 +163,7 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     const auto t1 = Clock::now();
     (loss / double(tokens)).backward();
     const auto t2 = Clock::now();
-    torch::nn::utils::clip_grad_norm_(params, os.grad_clip);
+    train::clip_grad_norm(params, os.grad_clip);
     opt.step();
     const auto t3 = Clock::now();
     return std::make_tuple(loss_value, t0, t1, t2, t3);

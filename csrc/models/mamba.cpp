@@ -1,5 +1,6 @@
 #include "models/mamba.h"
 
+#include "core/cast_cache.h"
 #include "models/checkpoint.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
@@ -111,7 +112,12 @@ namespace {
 at::Tensor channel_major_linear(const at::Tensor& w, const at::Tensor& x, const at::Tensor& bias = {}) {
   // One step (L = 1): the transposes are free and linear's matrix-vector path reads W fastest.
   if (x.size(2) == 1) return at::linear(x.transpose(1, 2), w, bias).transpose(1, 2);
-  at::Tensor y = at::bmm(w.unsqueeze(0).expand({x.size(0), w.size(0), w.size(1)}), x);
+  // Batch 1: one at::mm. Its backward returns the input's gradient in the input's own layout (for
+  // in_proj, x is uᵀ of a row-major u: du comes back row-major), where bmm's comes back channel-major
+  // and the norm's backward then reads mixed layouts (mamba-130m full-fp32 trace: about 35 ms a step).
+  // squeeze, not select: select's backward would build a zero-filled, contiguous gradient.
+  at::Tensor y = x.size(0) == 1 ? at::mm(w, x.squeeze(0)).unsqueeze(0)
+                                : at::bmm(w.unsqueeze(0).expand({x.size(0), w.size(0), w.size(1)}), x);
   if (bias.defined()) y = y + bias.view({1, -1, 1});
   return y;
 }
@@ -141,7 +147,10 @@ at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st, con
   const at::Tensor w = conv_weight.view({inner, -1});
   const at::Tensor A = -at::exp(A_log.to(at::kFloat));  // (E, N)
   const at::Tensor D32 = D.to(at::kFloat), dt_bias = dt_proj->bias.to(at::kFloat);
-  if (!st) return mixer_inner(xz, w, bias, A, D32, dt_bias, seq_idx);
+  // An adapted in_proj leaves xz a transposed view ((B, L, 2E) in memory); the conv and the scan read
+  // (B, channels, L) contiguous, so one copy here replaces five half-size ones (conv and scan in the
+  // forward, again in the backward). Free when xz is already contiguous.
+  if (!st) return mixer_inner(xz.contiguous(), w, bias, A, D32, dt_bias, seq_idx);
   TORCH_CHECK(!seq_idx, "mamba: seq_idx (packed documents) is not supported when continuing a decoding cache");
   return mixer_step(xz, w, bias, A, D32, dt_bias, *st);
 }
@@ -244,7 +253,8 @@ at::Tensor MambaForCausalLMImpl::forward(const at::Tensor& input_ids, const std:
     h = run_block([block, seq_idx](const at::Tensor& x) { return block->forward(x, nullptr, seq_idx); }, h);
   }
   h = norm_f(h.to(norm_f->weight.scalar_type()));
-  const at::Tensor head = config.tie_word_embeddings ? embeddings->weight : lm_head->weight;  // (V, D)
+  // (V, D); frozen under autocast: its low-precision copy from the cast cache (core/cast_cache.h).
+  const at::Tensor head = autocast_weight(config.tie_word_embeddings ? embeddings->weight : lm_head->weight);
   return at::linear(h.to(head.scalar_type()), head).to(at::kFloat);
 }
 

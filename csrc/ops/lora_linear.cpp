@@ -90,8 +90,8 @@ at::Tensor lora_linear_kernel(const at::Tensor& x, const at::Tensor& weight, con
   const at::Tensor u = at::mm(lora_input(x2, cd, dropout_p, training, dropout_seed), lora_A.to(cd).t());  // (N, r)
   if (y.scalar_type() == cd) {
     y.addmm_(u, lora_B.to(cd).t(), /*beta=*/1, /*alpha=*/scale);
-  } else {  // low-precision base: add the update in fp32, round once
-    y = at::addmm(y.to(cd), u, lora_B.to(cd).t(), /*beta=*/1, /*alpha=*/scale).to(x.scalar_type());
+  } else {  // low-precision base: add the update in fp32 (in place on the cast), round once
+    y = y.to(cd).addmm_(u, lora_B.to(cd).t(), /*beta=*/1, /*alpha=*/scale).to(x.scalar_type());
   }
   return y.view(out_sizes);
 }

@@ -2,8 +2,11 @@
 // Autograd: saves the inputs (no activations of the low-rank path, no dropout mask: the backward
 // recomputes x Aᵀ, one thin GEMM, and the mask from its seed). W0 and the bias get gradients only when
 // they required grad at forward time, so a frozen base costs no (out x in) GEMM.
-// Autocast: x, W0, b, A, B in the autocast dtype; the GEMMs accumulate in fp32.
+// Autocast: x, W0, b, A, B in the autocast dtype (a frozen W0 and b from the cast cache); the GEMMs
+// accumulate in fp32.
 #include "ops/lora_linear.h"
+
+#include "core/cast_cache.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -73,8 +76,12 @@ at::Tensor lora_linear_autocast(const at::Tensor& x, const at::Tensor& weight, c
   auto low = [&](const at::Tensor& t) {
     return t.is_floating_point() && t.scalar_type() != at::kDouble ? t.to(act) : t;
   };
-  const OptTensor b = bias ? OptTensor(low(*bias)) : std::nullopt;
-  return lora_linear(low(x), low(weight), b, low(lora_A), low(lora_B), scale, dropout_p, training, dropout_seed);
+  // Frozen base weights keep their low-precision copy from step to step (core/cast_cache.h).
+  auto low_weight = [&](const at::Tensor& t) {
+    return t.is_floating_point() && t.scalar_type() != at::kDouble ? cached_cast(t, act) : t;
+  };
+  const OptTensor b = bias ? OptTensor(low_weight(*bias)) : std::nullopt;
+  return lora_linear(low(x), low_weight(weight), b, low(lora_A), low(lora_B), scale, dropout_p, training, dropout_seed);
 }
 }  // namespace
 

@@ -3,7 +3,8 @@
 // level 1: the conv output and dt are recomputed in backward); asks mamba_inner_backward only for the
 // gradients of inputs that required grad, so frozen base weights cost no weight-gradient GEMM.
 // Autocast: xz, the conv, the projection weights and biases and the LoRA factors in the autocast dtype
-// (as lora_linear); A, D and dt_bias stay fp32.
+// (as lora_linear; frozen weights and biases from the cast cache); A, D and dt_bias stay fp32.
+#include "core/cast_cache.h"
 #include "ops/lora_linear.h"
 #include "ops/mamba_inner_kernels.h"
 
@@ -82,11 +83,16 @@ at::Tensor mamba_inner_autocast(MFT_MAMBA_INNER_PARAMS) {
     return t.is_floating_point() && t.scalar_type() != at::kDouble ? t.to(act) : t;
   };
   auto low_opt = [&](const OptTensor& t) { return t ? OptTensor(low(*t)) : std::nullopt; };
-  return mamba_inner(low(xz), low(conv_weight), low_opt(conv_bias), low(x_proj_weight), low(dt_proj_weight),
-                     low(out_proj_weight), low_opt(out_proj_bias), A, D, dt_bias, low_opt(x_proj_lora_A),
-                     low_opt(x_proj_lora_B), low_opt(dt_proj_lora_A), low_opt(dt_proj_lora_B),
-                     low_opt(out_proj_lora_A), low_opt(out_proj_lora_B), lora_scales, lora_dropout, training,
-                     dropout_seed, seq_idx);
+  // Frozen base weights keep their low-precision copy from step to step (core/cast_cache.h).
+  auto low_weight = [&](const at::Tensor& t) {
+    return t.is_floating_point() && t.scalar_type() != at::kDouble ? cached_cast(t, act) : t;
+  };
+  auto low_weight_opt = [&](const OptTensor& t) { return t ? OptTensor(low_weight(*t)) : std::nullopt; };
+  return mamba_inner(low(xz), low_weight(conv_weight), low_weight_opt(conv_bias), low_weight(x_proj_weight),
+                     low_weight(dt_proj_weight), low_weight(out_proj_weight), low_weight_opt(out_proj_bias), A, D,
+                     dt_bias, low_opt(x_proj_lora_A), low_opt(x_proj_lora_B), low_opt(dt_proj_lora_A),
+                     low_opt(dt_proj_lora_B), low_opt(out_proj_lora_A), low_opt(out_proj_lora_B), lora_scales,
+                     lora_dropout, training, dropout_seed, seq_idx);
 }
 }  // namespace
 

@@ -1,9 +1,86 @@
 #include "train/optimizer.h"
 
-#include <torch/optim/adamw.h>
+#include <ATen/ATen.h>
 #include <torch/optim/sgd.h>
 
 namespace mft::train {
+
+namespace {
+// The tensors of one at::_fused_adamw_ call: parameters of one group on one device in one dtype.
+struct FusedBucket {
+  c10::Device device;
+  at::ScalarType dtype;
+  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps;
+};
+
+FusedBucket& bucket_for(std::vector<FusedBucket>& buckets, const at::Tensor& p) {
+  for (auto& b : buckets) {
+    if (b.device == p.device() && b.dtype == p.scalar_type()) return b;
+  }
+  buckets.push_back(FusedBucket{p.device(), p.scalar_type(), {}, {}, {}, {}, {}, {}});
+  return buckets.back();
+}
+
+// The fused kernel walks each tensor as one flat array; the moments are ours, so make them so.
+void make_contiguous(at::Tensor& t) {
+  if (t.defined() && !t.is_contiguous()) t = t.contiguous();
+}
+}  // namespace
+
+at::Tensor FusedAdamW::step(LossClosure closure) {
+  at::NoGradGuard no_grad;
+  at::Tensor loss;
+  if (closure != nullptr) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups_) {
+    const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
+    std::vector<FusedBucket> buckets;
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      const at::Tensor& grad = p.grad();
+      TORCH_CHECK(!grad.is_sparse(), "AdamW does not support sparse gradients");
+      TORCH_CHECK(p.is_contiguous(), "FusedAdamW: parameters must be contiguous; got strides ", p.strides(),
+                  " for sizes ", p.sizes());
+      TORCH_CHECK(grad.scalar_type() == p.scalar_type(), "FusedAdamW: gradient dtype ", grad.scalar_type(),
+                  " differs from its parameter's ", p.scalar_type());
+      // State exactly as torch::optim::AdamW creates it, so checkpoints are interchangeable.
+      auto& slot = state_[p.unsafeGetTensorImpl()];
+      if (!slot) {
+        auto s = std::make_unique<torch::optim::AdamWParamState>();
+        s->step(0);
+        s->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
+        s->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+        if (o.amsgrad()) s->max_exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+        slot = std::move(s);
+      }
+      auto& s = static_cast<torch::optim::AdamWParamState&>(*slot);
+      s.step(s.step() + 1);
+      make_contiguous(s.exp_avg());
+      make_contiguous(s.exp_avg_sq());
+      if (o.amsgrad() && !s.max_exp_avg_sq().defined()) {
+        s.max_exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+      }
+      if (o.amsgrad()) make_contiguous(s.max_exp_avg_sq());
+      FusedBucket& b = bucket_for(buckets, p);
+      b.params.push_back(p);
+      b.grads.push_back(grad.contiguous());
+      b.exp_avgs.push_back(s.exp_avg());
+      b.exp_avg_sqs.push_back(s.exp_avg_sq());
+      if (o.amsgrad()) b.max_exp_avg_sqs.push_back(s.max_exp_avg_sq());
+      // The kernel reads the already incremented step as a float scalar (as torch.optim's fused path
+      // keeps it); exact up to 2^24 steps.
+      b.steps.push_back(at::scalar_tensor(double(s.step()), at::TensorOptions().dtype(at::kFloat).device(p.device())));
+    }
+    const auto [beta1, beta2] = o.betas();
+    for (auto& b : buckets) {
+      at::_fused_adamw_(b.params, b.grads, b.exp_avgs, b.exp_avg_sqs, b.max_exp_avg_sqs, b.steps, o.lr(), beta1, beta2,
+                        o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+    }
+  }
+  return loss;
+}
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,
                                                         const recipe::OptimizerSection& o) {
@@ -17,7 +94,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
       groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(o.weight_decay)));
     }
     if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
-    return std::make_unique<torch::optim::AdamW>(groups, opts);
+    return std::make_unique<FusedAdamW>(groups, opts);
   }
   TORCH_CHECK(o.name == "sgd", "train: optimizer.name must be adamw or sgd; got \"", o.name, "\"");
   auto opts = torch::optim::SGDOptions(o.lr).momentum(o.momentum);
@@ -29,6 +106,23 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
 
 void set_lr(torch::optim::Optimizer& opt, double lr) {
   for (auto& g : opt.param_groups()) g.options().set_lr(lr);
+}
+
+double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  if (grads.empty()) return 0.0;
+  at::NoGradGuard no_grad;
+  const std::vector<at::Tensor> norms = at::_foreach_norm(grads, 2);
+  const at::Tensor total = norms.size() == 1 ? norms[0] : at::stack(norms).norm(2);
+  const double total_norm = total.item<double>();
+  if (max_norm <= 0) return total_norm;
+  // Same arithmetic as torch::nn::utils::clip_grad_norm_ (in the norm's dtype).
+  const at::Tensor coef = at::clamp(max_norm / (total + 1e-6), std::nullopt, 1.0);
+  if (coef.item<double>() < 1.0) at::_foreach_mul_(grads, coef);
+  return total_norm;
 }
 
 }  // namespace mft::train

@@ -1,6 +1,7 @@
 // One training run, top to bottom. See trainer.h for the outline.
 #include "train/trainer.h"
 
+#include "core/cast_cache.h"
 #include "core/memory.h"
 #include "data/batch.h"
 #include "data/dataset.h"
@@ -15,7 +16,6 @@
 #include "train/schedule.h"
 
 #include <ATen/ATen.h>
-#include <torch/nn/utils/clip_grad.h>
 
 #include <chrono>
 #include <filesystem>
@@ -108,6 +108,10 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
   auto say = [&](const std::string& m) {
     if (hooks.on_message) hooks.on_message(m);
   };
+  // The frozen weights' low-precision copies (core/cast_cache.h) live as long as this run.
+  struct ClearCastCache {
+    ~ClearCastCache() { clear_cast_cache(); }
+  } clear_cast_cache_at_exit;
   TrainResult result;
   result.output_dir = r.output.dir;
   const bool resuming = prepare_output(r.output);
@@ -210,8 +214,7 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
     const bool finite = state.scaler.unscale_and_check(params);
     double grad_norm = 0;
     if (finite) {
-      grad_norm = r.optimizer.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(params, r.optimizer.grad_clip)
-                                            : torch::nn::utils::clip_grad_norm_(params, 1e30);
+      grad_norm = clip_grad_norm(params, r.optimizer.grad_clip);  // grad_clip <= 0: only measured
       opt->step();
     }
     state.scaler.update(finite);

@@ -3,6 +3,7 @@
 // dropout determinism, autocast, registration and argument errors.
 #include "helpers.h"
 
+#include "core/cast_cache.h"
 #include "core/library_info.h"
 #include "ops/lora_linear.h"
 
@@ -242,6 +243,46 @@ TEST_CASE("lora_linear under autocast computes in the autocast dtype", "[lora_li
   auto bf = [](const at::Tensor& v) { return v.to(at::kBFloat16); };
   const at::Tensor plain = mft::reference::lora_linear(bf(t.x), bf(t.w), bf(t.b), bf(t.A), bf(t.B), t.scale);
   check_within_bound("autocast y", y, ref, plain, 1, c.in + c.rank);
+}
+
+TEST_CASE("lora_linear under autocast reuses a frozen weight's cast until the weight changes", "[lora_linear]") {
+  at::manual_seed(3);
+  LoraCase c;
+  const LoraInputs t = LoraInputs::make(c);
+  const at::Tensor w = t.w.clone();  // frozen base: no grad
+  REQUIRE_FALSE(w.requires_grad());
+  mft::clear_cast_cache();
+  auto run = [&](const at::Tensor& weight) {
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::Tensor y = mft::lora_linear(t.x, weight, t.b, t.A, t.B, t.scale);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+    return y;
+  };
+  const at::Tensor y1 = run(w);
+  const at::Tensor cast1 = mft::cached_cast(w, at::kBFloat16);
+  CHECK(at::equal(cast1, w.to(at::kBFloat16)));
+  CHECK(mft::cached_cast(w, at::kBFloat16).data_ptr() == cast1.data_ptr());  // reused
+  CHECK(at::equal(run(w), y1));                                              // same result from the cache
+  // A view made afresh reads the same memory: same entry.
+  CHECK(mft::cached_cast(w.view(w.sizes()), at::kBFloat16).data_ptr() == cast1.data_ptr());
+  // An in-place change (an optimizer step, a merge) bumps the version: cast again, new values.
+  {
+    at::NoGradGuard no_grad;
+    w.mul_(2.0);
+  }
+  const at::Tensor cast2 = mft::cached_cast(w, at::kBFloat16);
+  CHECK(cast2.data_ptr() != cast1.data_ptr());
+  CHECK(at::equal(cast2, w.to(at::kBFloat16)));
+  const at::Tensor y2 = run(w);
+  CHECK_FALSE(at::equal(y2, y1));
+  CHECK(at::equal(y2, run(w.clone())));  // as an uncached weight gives
+  // Trained weights and inference tensors are never kept.
+  const at::Tensor trained = t.w.clone().requires_grad_(true);
+  CHECK(mft::cached_cast(trained, at::kBFloat16).data_ptr() != mft::cached_cast(trained, at::kBFloat16).data_ptr());
+  mft::clear_cast_cache();
+  CHECK(mft::cast_cache_size() == 0);
 }
 
 TEST_CASE("lora_linear is registered and rejects bad arguments", "[lora_linear]") {

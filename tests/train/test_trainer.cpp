@@ -7,15 +7,20 @@
 #include "models/registry.h"
 #include "recipe/recipe.h"
 #include "train/loss_scaler.h"
+#include "train/optimizer.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
 
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/serialize.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
@@ -91,6 +96,105 @@ TEST_CASE("loss scaler skips non-finite steps, backs off and grows", "[train]") 
   sc.update(true);
   sc.update(true);
   CHECK(sc.scale == 1024);
+}
+
+namespace {
+// One parameter set for the optimizer comparison: a matrix (weight decay), a vector (none), and an fp64
+// matrix (a second dtype, so a second fused call).
+std::vector<at::Tensor> adamw_params() {
+  at::manual_seed(7);
+  return {mft::test::randn({24, 16}, at::kFloat), mft::test::randn({16}, at::kFloat),
+          mft::test::randn({8, 4}, at::kDouble)};
+}
+
+std::vector<torch::optim::OptimizerParamGroup> adamw_groups(const std::vector<at::Tensor>& p, double weight_decay,
+                                                            bool amsgrad) {
+  const auto opts = torch::optim::AdamWOptions(0.01).betas({0.9, 0.95}).eps(1e-8).amsgrad(amsgrad);
+  std::vector<torch::optim::OptimizerParamGroup> g;
+  g.emplace_back(std::vector<at::Tensor>{p[0], p[2]}, std::make_unique<torch::optim::AdamWOptions>(
+                                                          torch::optim::AdamWOptions(opts).weight_decay(weight_decay)));
+  g.emplace_back(std::vector<at::Tensor>{p[1]},
+                 std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(opts).weight_decay(0.0)));
+  return g;
+}
+}  // namespace
+
+TEST_CASE("fused AdamW takes torch::optim::AdamW's steps and keeps its state format", "[train]") {
+  constexpr int64_t kSteps = 5;
+  for (const double weight_decay : {0.0, 0.1}) {
+    for (const bool amsgrad : {false, true}) {
+      INFO("weight_decay " << weight_decay << " amsgrad " << amsgrad);
+      std::vector<at::Tensor> ref = adamw_params(), fused = adamw_params();
+      for (auto& t : ref) t.requires_grad_(true);
+      for (auto& t : fused) t.requires_grad_(true);
+      torch::optim::AdamW ref_opt(adamw_groups(ref, weight_decay, amsgrad));
+      mft::train::FusedAdamW fused_opt(adamw_groups(fused, weight_decay, amsgrad));
+      for (int64_t step = 0; step < kSteps; ++step) {
+        for (size_t i = 0; i < ref.size(); ++i) {
+          const at::Tensor g = mft::test::randn(ref[i].sizes(), ref[i].scalar_type());  // same for both
+          ref[i].mutable_grad() = g.clone();
+          fused[i].mutable_grad() = g.clone();
+        }
+        ref_opt.step();
+        fused_opt.step();
+      }
+      for (size_t i = 0; i < ref.size(); ++i) {
+        INFO("parameter " << i);
+        // Both compute the same formula in the parameter's dtype with different rounding: per step, the
+        // weight decay and the update each round once on |p|, and the update lr·m̂/(√v̂ + eps) (|m̂|/√v̂ <=
+        // √t by Cauchy-Schwarz, so <= 3·lr for t <= 5) carries about 8 roundings; errors add over steps.
+        const double u = mft::test::unit_roundoff(ref[i].scalar_type());
+        const double abs_bound = double(kSteps) * (2 * u * ref[i].abs().max().item<double>() + 8 * u * 3 * 0.01);
+        CHECK((fused[i] - ref[i]).abs().max().item<double>() <= abs_bound);
+        auto& rs = static_cast<torch::optim::AdamWParamState&>(*ref_opt.state().at(ref[i].unsafeGetTensorImpl()));
+        auto& fs_ = static_cast<torch::optim::AdamWParamState&>(*fused_opt.state().at(fused[i].unsafeGetTensorImpl()));
+        CHECK(fs_.step() == kSteps);
+        CHECK(rs.step() == kSteps);
+        // Moments: two roundings per step each.
+        CHECK(mft::test::normalised_error(fs_.exp_avg(), rs.exp_avg()) <= 2 * kSteps * 2 * u);
+        CHECK(mft::test::normalised_error(fs_.exp_avg_sq(), rs.exp_avg_sq()) <= 2 * kSteps * 2 * u);
+        CHECK(fs_.max_exp_avg_sq().defined() == amsgrad);
+      }
+      // The fused optimizer's state loads into torch::optim::AdamW (and so into checkpoints as before).
+      torch::serialize::OutputArchive out;
+      fused_opt.save(out);
+      std::ostringstream bytes;
+      out.save_to(bytes);
+      torch::serialize::InputArchive in;
+      std::istringstream read(bytes.str());
+      in.load_from(read);
+      torch::optim::AdamW loaded(adamw_groups(fused, weight_decay, amsgrad));
+      loaded.load(in);
+      for (const auto& p : fused) {
+        auto& a = static_cast<torch::optim::AdamWParamState&>(*loaded.state().at(p.unsafeGetTensorImpl()));
+        auto& b = static_cast<torch::optim::AdamWParamState&>(*fused_opt.state().at(p.unsafeGetTensorImpl()));
+        CHECK(a.step() == b.step());
+        CHECK(at::equal(a.exp_avg(), b.exp_avg()));
+        CHECK(at::equal(a.exp_avg_sq(), b.exp_avg_sq()));
+      }
+    }
+  }
+}
+
+TEST_CASE("gradient clipping matches torch::nn::utils::clip_grad_norm_", "[train]") {
+  for (const double max_norm : {0.0, 0.5, 1e6}) {
+    INFO("max_norm " << max_norm);
+    std::vector<at::Tensor> a = adamw_params(), b = adamw_params();
+    for (size_t i = 0; i < a.size(); ++i) {
+      const at::Tensor g = mft::test::randn(a[i].sizes(), a[i].scalar_type());
+      a[i].mutable_grad() = g.clone();
+      b[i].mutable_grad() = g.clone();
+    }
+    const double ours = mft::train::clip_grad_norm(a, max_norm);
+    const double theirs = torch::nn::utils::clip_grad_norm_(b, max_norm > 0 ? max_norm : 1e30);
+    // The per-tensor norms are reduced in a different order: fp32 summation bound over the largest tensor.
+    const double u = mft::test::unit_roundoff(at::kFloat);
+    CHECK(std::abs(ours - theirs) <= 2 * 384 * u * theirs);
+    for (size_t i = 0; i < a.size(); ++i) {
+      CHECK(mft::test::normalised_error(a[i].grad(), b[i].grad()) <= 2 * 384 * u);
+      if (max_norm != 0.5) CHECK(at::equal(a[i].grad(), b[i].grad()));  // not clipped: untouched
+    }
+  }
 }
 
 TEST_CASE("training runs, logs, evaluates and writes its outputs", "[train]") {
