@@ -21,5 +21,7 @@ Runner add_stability(CLI::App& app);
 Runner add_merge(CLI::App& app);
 Runner add_make_data(CLI::App& app);
 Runner add_train(CLI::App& app);
+Runner add_sweep(CLI::App& app);
+Runner add_report(CLI::App& app);
 
 }  // namespace mft::app

@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
   add(mft::app::add_merge(app));
   add(mft::app::add_make_data(app));
   add(mft::app::add_train(app));
+  add(mft::app::add_sweep(app));
+  add(mft::app::add_report(app));
 
   try {
     app.parse(argc, argv);

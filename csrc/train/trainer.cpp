@@ -16,6 +16,7 @@
 #include "train/schedule.h"
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -35,6 +36,19 @@ void write_file_atomically(const fs::path& path, const std::string& text) {
     TORCH_CHECK(out << text, "train: cannot write ", tmp.string());
   }
   fs::rename(tmp, path);
+}
+
+// result.json: what train() returns, for whoever ran the trainer in another process (`mamba-ft sweep`).
+void write_train_result(const TrainResult& t) {
+  const nlohmann::json j = {{"steps", t.steps},
+                            {"interrupted", t.interrupted},
+                            {"last_loss", t.last_loss},
+                            {"last_eval_loss", t.last_eval_loss},
+                            {"tokens_per_s", t.tokens_per_s},
+                            {"peak_rss_over_load_mb", t.peak_rss_over_load_mb},
+                            {"output_dir", t.output_dir},
+                            {"final_dir", t.final_dir}};
+  write_file_atomically(fs::path(t.output_dir) / "result.json", j.dump(1) + "\n");
 }
 
 // The output folder: new (or empty), or an existing run when resuming (or overwrite, which clears it).
@@ -260,7 +274,10 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
   result.steps = state.step;
   result.tokens_per_s = run_seconds > 0 ? run_tokens / run_seconds : 0;
   result.peak_rss_over_load_mb = peak_rss_mb() - rss_loaded;
-  if (result.interrupted) return result;
+  if (result.interrupted) {
+    write_train_result(result);
+    return result;
+  }
 
   // Outputs: the adapter (PEFT format) and/or the model in HF layout.
   const std::string tokenizer_path = resolve_tokenizer_path(r.model.path, r.model.tokenizer);
@@ -282,7 +299,26 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
   }
   write_file_atomically(fs::path(r.output.dir) / "template.json",
                         "{\"template\": \"" + r.data.template_name + "\", \"format\": \"" + r.data.format + "\"}\n");
+  write_train_result(result);
   return result;
+}
+
+TrainResult read_train_result(const std::string& output_dir) {
+  const fs::path path = fs::path(output_dir) / "result.json";
+  std::ifstream in(path);
+  TORCH_CHECK(in.good(), "train: ", path.string(), " is missing: the run did not finish");
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  TORCH_CHECK(j.is_object(), "train: ", path.string(), " is not valid JSON");
+  TrainResult r;
+  r.steps = j.value("steps", int64_t{0});
+  r.interrupted = j.value("interrupted", false);
+  r.last_loss = j.value("last_loss", 0.0);
+  r.last_eval_loss = j.value("last_eval_loss", -1.0);
+  r.tokens_per_s = j.value("tokens_per_s", 0.0);
+  r.peak_rss_over_load_mb = j.value("peak_rss_over_load_mb", 0.0);
+  r.output_dir = j.value("output_dir", output_dir);
+  r.final_dir = j.value("final_dir", "");
+  return r;
 }
 
 }  // namespace mft::train

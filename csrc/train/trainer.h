@@ -27,6 +27,10 @@ struct TrainResult {
   std::string output_dir, final_dir;
 };
 
+// Also writes the result to output.dir/result.json (interrupted runs too).
 TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks = {});
+
+// output.dir/result.json of a run (another process's); throws when missing (the run did not end).
+TrainResult read_train_result(const std::string& output_dir);
 
 }  // namespace mft::train
