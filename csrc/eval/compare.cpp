@@ -10,14 +10,6 @@
 
 namespace mft::eval {
 namespace {
-// Two-sided 95 % Student t critical values for 1..30 degrees of freedom; 1.96 beyond.
-double t95(int64_t df) {
-  static const double t[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-                             2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-                             2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
-  return df >= 1 && df <= 30 ? t[df - 1] : 1.96;
-}
-
 // Accuracy (0..1) of `task` at `shots` in one seed's results, or nullopt when not evaluated.
 std::optional<double> value(const nlohmann::json& shots, const std::string& k, const std::string& task,
                             const std::string& metric) {
@@ -42,6 +34,14 @@ std::string ci_text(const MeanCi& c) {
   return c.n > 1 ? fmt::format("{:.2f} ± {:.2f}", c.mean, c.half_width) : fmt::format("{:.2f}", c.mean);
 }
 }  // namespace
+
+// Two-sided 95 % Student t critical values for 1..30 degrees of freedom; 1.96 beyond.
+double t95(int64_t df) {
+  static const double t[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                             2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                             2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
+  return df >= 1 && df <= 30 ? t[df - 1] : 1.96;
+}
 
 MeanCi mean_ci(const std::vector<double>& xs) {
   MeanCi c;

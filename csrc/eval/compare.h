@@ -24,6 +24,8 @@ struct MeanCi {
   int64_t n = 0;
 };
 MeanCi mean_ci(const std::vector<double>& xs);
+// Student t quantile 0.975 for `df` degrees of freedom (1.96 beyond 30).
+double t95(int64_t df);
 
 // acc_norm for hellaswag and arc_challenge, acc for the rest (mmlu, piqa, winogrande, lambada, ...).
 std::string headline_metric(const std::string& task);

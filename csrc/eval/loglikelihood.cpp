@@ -99,7 +99,8 @@ Plan plan_inputs(const std::vector<TokenPair>& pairs, int64_t max_length) {
 
 // Scores the pairs of seqs[begin, end) with one forward pass into their entries of `out`.
 void score_batch(models::CausalLM& model, const std::vector<Sequence>& seqs, size_t begin, size_t end,
-                 const std::vector<TokenPair>& pairs, const c10::Device& device, std::vector<TokenScore>& out) {
+                 const std::vector<TokenPair>& pairs, const c10::Device& device, std::vector<TokenScore>& out,
+                 int64_t* forwarded) {
   const auto batch = static_cast<int64_t>(end - begin);
   int64_t width = 0;
   for (size_t s = begin; s < end; ++s) width = std::max(width, static_cast<int64_t>(seqs[s].input->size()));
@@ -122,6 +123,7 @@ void score_batch(models::CausalLM& model, const std::vector<Sequence>& seqs, siz
       }
     }
   }
+  if (forwarded) *forwarded += ids.numel();
   const at::Tensor logits = model.forward(ids.to(device));  // (B, T, V) fp32
   TORCH_INTERNAL_ASSERT(logits.dim() == 3 && logits.size(0) == batch && logits.size(1) == width);
   const auto n = static_cast<int64_t>(rows.size());
@@ -188,18 +190,69 @@ void pick(const at::Tensor& log_probs, const std::vector<int64_t>& targets, std:
   }
 }
 
+// Contexts of consecutive groups (in token order) often share a long prefix: the few-shot examples of an
+// MMLU subject, a task description. The decoding state after the prefix the next group shares is kept, and
+// that group's context starts from it. Below this many shared tokens a split prefill is not worth it.
+constexpr size_t kMinSharedPrefix = 16;
+
+struct PrefixState {
+  std::unique_ptr<models::DecodeCache> cache;  // batch 1, after `length` tokens of the previous context
+  size_t length = 0;
+  const std::vector<int64_t>* tokens = nullptr;  // the context it came from
+};
+
+size_t common_prefix(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  size_t k = 0;
+  while (k < n && a[k] == b[k]) ++k;
+  return k;
+}
+
+// Runs `context` (batch 1) into a cache and returns its last position's logits (1, V). Starts from `state`
+// when that holds a prefix of this context; leaves in `state` the cache after the first `keep` tokens
+// (keep < context size) for the next context.
+at::Tensor run_context(models::CausalLM& model, const std::vector<int64_t>& context, size_t keep, PrefixState& state,
+                       const c10::Device& device, std::unique_ptr<models::DecodeCache>& cache, int64_t* forwarded) {
+  size_t start = 0;
+  const bool reuse =
+      state.cache && state.length < context.size() && common_prefix(*state.tokens, context) >= state.length;
+  if (reuse) {
+    cache = state.cache->repeat(1);  // a copy: the state may serve the next context too
+    start = state.length;
+  } else {
+    cache = model.new_cache(1);
+  }
+  auto chunk = [&](size_t from, size_t to, int64_t last_logits) {
+    const at::Tensor ids = at::from_blob(const_cast<int64_t*>(context.data() + from), {1, static_cast<int64_t>(to - from)},
+                                         at::kLong).to(device);
+    if (forwarded) *forwarded += ids.numel();
+    return model.forward_cached(ids, *cache, last_logits);
+  };
+  const bool share_next = keep >= kMinSharedPrefix && keep < context.size();
+  if (share_next && keep > start) {
+    chunk(start, keep, 1);
+    state.cache = cache->repeat(1);
+    state.length = keep;
+    state.tokens = &context;
+    start = keep;
+  } else if (!(share_next && reuse && keep == start)) {
+    state.cache.reset();  // (when the next context shares exactly the state's prefix, the state stays)
+  }
+  return chunk(start, context.size(), 1).select(1, -1);
+}
+
 // The pairs of `group` share their context: one forward of the context (batch 1) into a decoding cache,
 // whose last logits score every continuation's first token; the cache repeated once per pair continues
 // with the continuations (all but their last token, right-padded) in one batch for the rest. The same
 // numbers as scoring each (context + continuation) whole, for a fraction of the context's compute.
+// `keep`, `state`: the shared prefix with the next group's context (run_context).
 void score_shared_context(models::CausalLM& model, const std::vector<TokenPair>& pairs,
-                          const std::vector<size_t>& group, const c10::Device& device, std::vector<TokenScore>& out) {
+                          const std::vector<size_t>& group, size_t keep, PrefixState& state, const c10::Device& device,
+                          std::vector<TokenScore>& out, int64_t* forwarded) {
   const std::vector<int64_t>& context = pairs[group[0]].context;
   const auto n = static_cast<int64_t>(group.size());
-  auto cache = model.new_cache(1);
-  at::Tensor ctx_ids = at::from_blob(const_cast<int64_t*>(context.data()), {1, static_cast<int64_t>(context.size())},
-                                     at::kLong).to(device);
-  const at::Tensor last = model.forward_cached(ctx_ids, *cache).select(1, -1);  // (1, V)
+  std::unique_ptr<models::DecodeCache> cache;
+  const at::Tensor last = run_context(model, context, keep, state, device, cache, forwarded);  // (1, V)
   std::vector<int64_t> rows, targets;  // first continuation tokens: one row of `last` each
   for (const size_t p : group) targets.push_back(pairs[p].continuation[0]);
   std::vector<double> ll;
@@ -222,6 +275,7 @@ void score_shared_context(models::CausalLM& model, const std::vector<TokenPair>&
     }
   }
   auto repeated = cache->repeat(n);
+  if (forwarded) *forwarded += ids.numel();
   const at::Tensor logits = model.forward_cached(ids.to(device), *repeated);  // (n, width, V)
   const at::Tensor row_index = at::from_blob(rows.data(), {static_cast<int64_t>(rows.size())}, at::kLong).to(device);
   ll.clear();
@@ -339,15 +393,20 @@ std::vector<TokenScore> score_tokens(models::CausalLM& model, const std::vector<
   const std::vector<Sequence>& seqs = plan.seqs;
   int64_t total = static_cast<int64_t>(seqs.size()), done = 0;
   for (const auto& g : groups) total += static_cast<int64_t>(g.size());
-  for (const auto& g : groups) {
-    score_shared_context(model, pairs, g, device, out);
+  PrefixState prefix;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const auto& g = groups[i];
+    const size_t keep = i + 1 < groups.size() && options.share_prefixes
+                            ? common_prefix(pairs[g[0]].context, pairs[groups[i + 1][0]].context)
+                            : 0;
+    score_shared_context(model, pairs, g, keep, prefix, device, out, options.forwarded_tokens);
     done += static_cast<int64_t>(g.size());
     if (options.progress) options.progress(done, total);
   }
   std::vector<TokenScore> rest_out(rest_pairs.size());
   for (size_t begin = 0; begin < seqs.size(); begin += static_cast<size_t>(options.batch_size)) {
     const size_t end = std::min(seqs.size(), begin + static_cast<size_t>(options.batch_size));
-    score_batch(model, seqs, begin, end, rest_pairs, device, rest_out);
+    score_batch(model, seqs, begin, end, rest_pairs, device, rest_out, options.forwarded_tokens);
     done += static_cast<int64_t>(end - begin);
     if (options.progress) options.progress(done, total);
   }

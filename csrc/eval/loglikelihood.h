@@ -64,6 +64,11 @@ struct ScoreOptions {
   // decoding state (Mamba: conv + SSM states; GPT-NeoX: keys and values), when no left truncation applies.
   // Off: every pair is scored whole, as lm-eval does (the same numbers up to rounding).
   bool share_contexts = true;
+  // With share_contexts: consecutive shared contexts (in token order) that begin with the same tokens (an
+  // MMLU subject's few-shot examples) run that prefix once; the next context continues from its state.
+  bool share_prefixes = true;
+  // When set, incremented by the number of input tokens the model ran (tests and benchmarks).
+  int64_t* forwarded_tokens = nullptr;
   // Called after each forward pass with (sequences scored, sequences in all): one sequence per pair, one
   // per rolling window, identical model inputs counted once.
   std::function<void(int64_t done, int64_t total)> progress;

@@ -28,6 +28,11 @@ torch::nn::Linear register_untied_head(torch::nn::Module& owner, const std::stri
   return head;
 }
 
+at::Tensor last_positions(const at::Tensor& h, int64_t n) {
+  const int64_t length = h.size(1);
+  return n > 0 && n < length ? h.narrow(1, length - n, n) : h;
+}
+
 void check_input_ids(const at::Tensor& input_ids, int64_t vocab, const std::string& family) {
   TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong && input_ids.numel() > 0, family,
               ": input_ids must be a non-empty (batch, seqlen) int64 tensor; got ", input_ids.sizes(), " ",

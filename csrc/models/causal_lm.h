@@ -37,8 +37,10 @@ class CausalLM : public torch::nn::Module {
   // scan states reset, GPT-NeoX attends within the document and restarts its positions).
   virtual at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) = 0;
   // Continues the sequences held by `cache` with input_ids (B, L) (L = 1: one decode step; L > 1: a
-  // prefill chunk) -> logits (B, L, vocab) fp32; the cache then holds all tokens.
-  virtual at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) = 0;
+  // prefill chunk) -> logits (B, L, vocab) fp32; the cache then holds all tokens. last_logits > 0: only the
+  // last `last_logits` positions get logits, (B, last_logits, vocab) (a prefill whose other positions are
+  // not scored skips most of the output layer's work).
+  virtual at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache, int64_t last_logits = 0) = 0;
   // An empty cache for `batch` sequences, on the model's device and in its dtype.
   virtual std::unique_ptr<DecodeCache> new_cache(int64_t batch) = 0;
   virtual std::string family() const = 0;  // "mamba", "mamba2", "gpt_neox" (HF model_type)
@@ -84,6 +86,9 @@ class CausalLM : public torch::nn::Module {
 torch::nn::Linear register_untied_head(torch::nn::Module& owner, const std::string& name, const at::Tensor& embedding);
 
 // Checks input_ids (B, L) int64 with 0 <= id < vocab; `family` prefixes the message.
+// The last `n` positions of h (B, L, D) when 0 < n < L, else h: what forward_cached's last_logits keeps.
+at::Tensor last_positions(const at::Tensor& h, int64_t n);
+
 void check_input_ids(const at::Tensor& input_ids, int64_t vocab, const std::string& family);
 // Checks seq_idx (B, L) int32 like input_ids.
 void check_seq_idx(const std::optional<at::Tensor>& seq_idx, const at::Tensor& input_ids, const std::string& family);

@@ -34,7 +34,7 @@ std::vector<int64_t> generate(CausalLM& model, const std::vector<int64_t>& promp
   const auto device = model.parameters().front().device();
   auto cache = model.new_cache(1);
   const at::Tensor ids = at::tensor(prompt, at::kLong).view({1, -1}).to(device);
-  at::Tensor logits = model.forward_cached(ids, *cache).select(1, -1).squeeze(0);  // (vocab,)
+  at::Tensor logits = model.forward_cached(ids, *cache, /*last_logits=*/1).select(1, -1).squeeze(0);  // (vocab,)
   std::vector<int64_t> out;
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
     const int64_t next = choose_token(logits.cpu(), o, gen);

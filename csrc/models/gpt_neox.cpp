@@ -180,11 +180,11 @@ at::Tensor GPTNeoXForCausalLMImpl::forward(const at::Tensor& input_ids, const st
   return run(input_ids, nullptr, seq_idx);
 }
 
-at::Tensor GPTNeoXForCausalLMImpl::forward_cached(const at::Tensor& input_ids, DecodeCache& base) {
+at::Tensor GPTNeoXForCausalLMImpl::forward_cached(const at::Tensor& input_ids, DecodeCache& base, int64_t last_logits) {
   auto* cache = dynamic_cast<GPTNeoXCache*>(&base);
   TORCH_CHECK(cache && cache->batch == input_ids.size(0) && cache->layers.size() == layers->size(),
               "gpt_neox: the cache was not made by this model for batch ", input_ids.size(0));
-  return run(input_ids, cache, std::nullopt);
+  return run(input_ids, cache, std::nullopt, last_logits);
 }
 
 std::unique_ptr<DecodeCache> GPTNeoXCache::repeat(int64_t n) const {
@@ -203,7 +203,7 @@ std::unique_ptr<DecodeCache> GPTNeoXForCausalLMImpl::new_cache(int64_t batch) {
 }
 
 at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache* cache,
-                                       const std::optional<at::Tensor>& seq_idx) {
+                                       const std::optional<at::Tensor>& seq_idx, int64_t last_logits) {
   check_input_ids(input_ids, config.vocab_size, "gpt_neox");
   check_seq_idx(seq_idx, input_ids, "gpt_neox");
   const int64_t B = input_ids.size(0), L = input_ids.size(1), rot = config.rotary_ndims();
@@ -239,7 +239,7 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
     }
   }
   if (cache) cache->length += L;
-  h = final_layer_norm(h);
+  h = final_layer_norm(last_positions(h, last_logits));
   const at::Tensor head = config.tie_word_embeddings ? embed_in->weight : embed_out->weight;  // (V, D)
   return at::linear(h, head).to(at::kFloat);
 }

@@ -66,7 +66,7 @@ class GPTNeoXForCausalLMImpl : public CausalLM {
  public:
   explicit GPTNeoXForCausalLMImpl(const GPTNeoXConfig& c);
   at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
-  at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) override;
+  at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache, int64_t last_logits = 0) override;
   std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
   std::string family() const override { return "gpt_neox"; }
   int64_t vocab_size() const override { return config.vocab_size; }
@@ -81,7 +81,8 @@ class GPTNeoXForCausalLMImpl : public CausalLM {
   torch::nn::Linear embed_out{nullptr};  // only when not tied to embed_in
 
  private:
-  at::Tensor run(const at::Tensor& input_ids, GPTNeoXCache* cache, const std::optional<at::Tensor>& seq_idx);
+  at::Tensor run(const at::Tensor& input_ids, GPTNeoXCache* cache, const std::optional<at::Tensor>& seq_idx,
+                 int64_t last_logits = 0);
 };
 TORCH_MODULE(GPTNeoXForCausalLM);
 

@@ -307,7 +307,7 @@ std::unique_ptr<DecodeCache> MambaForCausalLMImpl::new_cache(int64_t batch) {
   return cache;
 }
 
-at::Tensor MambaForCausalLMImpl::forward_cached(const at::Tensor& input_ids, DecodeCache& base) {
+at::Tensor MambaForCausalLMImpl::forward_cached(const at::Tensor& input_ids, DecodeCache& base, int64_t last_logits) {
   check_input_ids(input_ids, config.vocab_size, "mamba");
   auto* cache = dynamic_cast<MambaCache*>(&base);
   TORCH_CHECK(cache && cache->batch == input_ids.size(0) && cache->layers.size() == layers->size(),
@@ -315,7 +315,7 @@ at::Tensor MambaForCausalLMImpl::forward_cached(const at::Tensor& input_ids, Dec
   at::Tensor h = adapted_embedding(*embeddings, input_ids);
   for (size_t i = 0; i < layers->size(); ++i) h = layers[i]->as<MambaBlock>()->forward(h, &cache->layers[i]);
   cache->length += input_ids.size(1);
-  h = norm_f(h.to(norm_f->weight.scalar_type()));
+  h = norm_f(last_positions(h, last_logits).to(norm_f->weight.scalar_type()));
   const at::Tensor head = config.tie_word_embeddings ? embeddings->weight : lm_head->weight;
   return at::linear(h.to(head.scalar_type()), head).to(at::kFloat);
 }

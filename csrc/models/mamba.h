@@ -86,7 +86,7 @@ class MambaForCausalLMImpl : public CausalLM {
  public:
   explicit MambaForCausalLMImpl(const MambaConfig& c);
   at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
-  at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) override;
+  at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache, int64_t last_logits = 0) override;
   std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
   std::string family() const override { return "mamba"; }
   int64_t vocab_size() const override { return config.vocab_size; }

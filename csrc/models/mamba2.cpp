@@ -254,7 +254,7 @@ std::unique_ptr<DecodeCache> Mamba2ForCausalLMImpl::new_cache(int64_t batch) {
   return cache;
 }
 
-at::Tensor Mamba2ForCausalLMImpl::forward_cached(const at::Tensor& input_ids, DecodeCache& base) {
+at::Tensor Mamba2ForCausalLMImpl::forward_cached(const at::Tensor& input_ids, DecodeCache& base, int64_t last_logits) {
   check_input_ids(input_ids, config.vocab_size, "mamba2");
   auto* cache = dynamic_cast<Mamba2Cache*>(&base);
   TORCH_CHECK(cache && cache->batch == input_ids.size(0) && cache->layers.size() == layers->size(),
@@ -262,7 +262,7 @@ at::Tensor Mamba2ForCausalLMImpl::forward_cached(const at::Tensor& input_ids, De
   at::Tensor h = adapted_embedding(*embeddings, input_ids);
   for (size_t i = 0; i < layers->size(); ++i) h = layers[i]->as<Mamba2Block>()->forward(h, &cache->layers[i]);
   cache->length += input_ids.size(1);
-  return head(h);
+  return head(last_positions(h, last_logits));
 }
 
 std::map<std::string, std::shared_ptr<torch::nn::Module>> Mamba2ForCausalLMImpl::hf_lora_modules() {

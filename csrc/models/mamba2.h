@@ -72,7 +72,7 @@ class Mamba2ForCausalLMImpl : public CausalLM {
  public:
   explicit Mamba2ForCausalLMImpl(const Mamba2Config& c);
   at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) override;
-  at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache) override;
+  at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache, int64_t last_logits = 0) override;
   std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
   std::string family() const override { return "mamba2"; }
   int64_t vocab_size() const override { return config.vocab_size; }

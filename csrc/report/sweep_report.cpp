@@ -230,7 +230,8 @@ std::string divergence(const Sweep& s) {
   const std::string metric = str(rows[0], "metric", "acc");
   return section("divergence", "Divergence from the reference",
                  note(fmt::format("Mean over shots of |{0} − {0} of the reference| in percentage points, ± 95% CI over "
-                                  "seeds; spikes: shot counts diverging by more than one point (orange: flagged).",
+                                  "seeds; orange: a spike (the mean exceeds one point, as the paper counts them), with the number of "
+                                  "seeds whose own divergence exceeds one point.",
                                   metric)) +
                      render_table(table) + chart_grid({render_bar_chart(chart)}));
 }

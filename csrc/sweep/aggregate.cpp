@@ -127,6 +127,29 @@ double improvement(const PointOutcome& o, const std::string& task) {
   return mean_of(gains);
 }
 
+// The ICL ratio 100 * mean(a) / mean(b) over paired seeds (the paper's ratio of improvements), with a
+// delta-method 95 % CI; null when the paired improvement is not distinguishable from 0 (its own 95 % CI
+// contains 0): a ratio to noise is not a number anyone should read.
+json ratio_json(const std::vector<double>& a, const std::vector<double>& b) {
+  const auto n = static_cast<int64_t>(a.size());
+  if (n == 0) return json();
+  const eval::MeanCi ca = eval::mean_ci(a), cb = eval::mean_ci(b);
+  if (cb.mean == 0 || std::abs(cb.mean) <= cb.half_width) return json();
+  const double r = ca.mean / cb.mean;
+  double half = 0;
+  if (n >= 2) {
+    double saa = 0, sbb = 0, sab = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      saa += (a[i] - ca.mean) * (a[i] - ca.mean);
+      sbb += (b[i] - cb.mean) * (b[i] - cb.mean);
+      sab += (a[i] - ca.mean) * (b[i] - cb.mean);
+    }
+    const double var_r = (saa - 2 * r * sab + r * r * sbb) / double(n - 1) / (double(n) * cb.mean * cb.mean);
+    half = eval::t95(n - 1) * std::sqrt(std::max(0.0, var_r));
+  }
+  return {{"mean", 100 * r}, {"ci", 100 * half}, {"n", n}};
+}
+
 std::vector<std::string> row_tasks(const Context& c) {
   std::vector<std::string> t = c.tasks;
   t.push_back("all");
@@ -181,7 +204,7 @@ json icl_rows(const Context& c) {
         if (!acc.empty()) shots[k] = ci_json(acc);
       }
       if (shots.empty()) continue;
-      std::vector<double> imps, ratios;
+      std::vector<double> imps, own, paired_imps;  // own / paired_imps: the seeds that have both
       for (const PointOutcome* o : outs) {
         const auto imp = per_task(c, [&](const std::string& t) { return improvement(*o, t); });
         if (!imp.count(task)) continue;
@@ -190,12 +213,15 @@ json icl_rows(const Context& c) {
         const PointOutcome* paired = c.sibling(*o->point, fam, pair->second);
         if (!paired) continue;
         const auto pimp = per_task(c, [&](const std::string& t) { return improvement(*paired, t); });
-        if (pimp.count(task) && pimp.at(task) != 0) ratios.push_back(100.0 * imp.at(task) / pimp.at(task));
+        if (pimp.count(task)) {
+          own.push_back(imp.at(task));
+          paired_imps.push_back(pimp.at(task));
+        }
       }
       json row = {{"config", config}, {"axes", c.axes_of(first)}, {"task", task}, {"metric", metric_of(task)},
                   {"shots", shots}};
       row["improvement"] = imps.empty() ? json() : ci_json(imps);
-      row["ratio"] = ratios.empty() ? json() : ci_json(ratios);
+      row["ratio"] = ratio_json(own, paired_imps);
       row["paired_config"] = json();
       if (pair != c.spec.pairs.end()) {
         std::string label;

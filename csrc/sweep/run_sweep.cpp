@@ -194,7 +194,9 @@ SweepResult summarize_sweep(const recipe::SweepSpec& spec) {
     }
   }
   fs::create_directories(spec.output_dir);
-  return write_summary(spec, outcomes, stability, 0.0);
+  // The time the sweep took to run stays what its last run recorded.
+  const json before = read_json(fs::path(spec.output_dir) / "summary.json");
+  return write_summary(spec, outcomes, stability, before.is_object() ? before.value("elapsed_s", 0.0) : 0.0);
 }
 
 }  // namespace mft::sweep

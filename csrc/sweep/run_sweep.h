@@ -41,7 +41,8 @@ struct SweepResult {
 
 SweepResult run_sweep(const recipe::SweepSpec& spec, const std::string& sweep_file_text, const SweepHooks& hooks);
 
-// Only the tables and summary of what the folder holds now (no training): `mamba-ft sweep --aggregate`.
+// Only the tables and summary of what the folder holds now (no training; elapsed_s kept from the last run):
+// `mamba-ft sweep --aggregate`.
 SweepResult summarize_sweep(const recipe::SweepSpec& spec);
 
 }  // namespace mft::sweep

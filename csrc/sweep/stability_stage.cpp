@@ -27,9 +27,12 @@ at::Tensor stability_ids(const recipe::StabilitySettings& s, const Tokenizer& to
   }
   std::ifstream in(s.text, std::ios::binary);
   TORCH_CHECK(in.good(), "sweep.stability.text: cannot read ", s.text);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::vector<int64_t> ids = tokenizer.encode(text.str());
+  // Only the beginning is needed (the file may be all of Alpaca): a generous number of bytes per token.
+  constexpr int64_t kBytesPerToken = 32, kMinBytes = 1 << 16;
+  std::string text(static_cast<size_t>(std::max(kMinBytes, tokens * kBytesPerToken)), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  std::vector<int64_t> ids = tokenizer.encode(text);
   TORCH_CHECK(static_cast<int64_t>(ids.size()) >= tokens, "sweep.stability.text: ", s.text, " has ", ids.size(),
               " tokens; the analysis needs ", tokens);
   ids.resize(static_cast<size_t>(tokens));
@@ -66,6 +69,57 @@ std::string cached(const recipe::SweepSpec& spec, const fs::path& path, const js
   return fs::relative(path, spec.output_dir).string();
 }
 
+// One family's analyses into `entry` (paths of the files written).
+void analyse_family(const recipe::SweepSpec& spec, const std::vector<PointOutcome>& outcomes, const std::string& family,
+                    json& entry, const std::function<void(const std::string&)>& say) {
+  const auto& s = spec.stability;
+  const fs::path dir = fs::path(spec.output_dir) / "stability" / family;
+
+  if (const auto preset = s.presets.find(family); preset != s.presets.end()) {
+    say(fmt::format("stability: {}: perturbation experiment ({} blocks of {})", family, s.blocks, preset->second));
+    const json settings = {{"preset", preset->second}, {"blocks", s.blocks}, {"steps", s.steps}, {"eps", s.eps}};
+    entry["perturbation"] = cached(spec, dir / "perturb.json", settings, [&] {
+      analysis::PerturbationOptions o;
+      o.preset = preset->second;
+      o.blocks = s.blocks;
+      o.steps = s.steps;
+      o.eps = s.eps;
+      return json{{"kind", "perturbation"}, {"result", analysis::perturbation_experiment(o).to_json()}};
+    });
+  }
+  const PointOutcome* point = analysed_point(spec, outcomes, family);
+  if (!point) {
+    say(fmt::format("stability: {}: no finished point to analyse", family));
+    return;
+  }
+  const recipe::Recipe r = recipe::point_recipe(spec, *point->point);
+  TunedModel m = load_tuned_model(r);
+  const json base = {{"model", m.path}, {"point", point->point->id}, {"text", s.text}};
+  if (m.model->family() == "mamba" || m.model->family() == "mamba2") {
+    say(fmt::format("stability: {}: Lyapunov exponents of {} ({} tokens)", family, point->point->id, s.tokens));
+    json settings = base;
+    settings["tokens"] = s.tokens;
+    settings["k"] = s.k;
+    entry["lyapunov"] = cached(spec, dir / "lyapunov.json", settings, [&] {
+      const at::Tensor ids = stability_ids(s, *m.tokenizer, s.tokens);
+      const auto l = analysis::model_lyapunov(*m.model, ids, s.k);
+      json j = {{"kind", "lyapunov"}, {"model", m.path}, {"tokens", s.tokens}, {"k", s.k}, {"warmup", 0}};
+      j["layers"] = json::array();
+      for (const auto& e : l.layers) j["layers"].push_back({{"layer", e.layer}, {"exact", e.exact}, {"estimated", e.estimated}});
+      j["stack"] = l.stack.exponents;
+      return j;
+    });
+  }
+  say(fmt::format("stability: {}: precision divergence of {} ({} tokens)", family, point->point->id, s.precision_tokens));
+  json settings = base;
+  settings["tokens"] = s.precision_tokens;
+  entry["precision"] = cached(spec, dir / "precision.json", settings, [&] {
+    const at::Tensor ids = stability_ids(s, *m.tokenizer, s.precision_tokens);
+    const auto result = analysis::precision_divergence([&] { return load_tuned_model(r).model; }, ids);
+    return json{{"kind", "precision"}, {"model", m.path}, {"result", result.to_json()}};
+  });
+}
+
 }  // namespace
 
 json run_stability(const recipe::SweepSpec& spec, const std::vector<PointOutcome>& outcomes,
@@ -82,51 +136,15 @@ json run_stability(const recipe::SweepSpec& spec, const std::vector<PointOutcome
     if (a.name == spec.family_axis)
       for (const auto& v : a.values) families.push_back(v.label);
   for (const auto& family : families) {
-    const fs::path dir = fs::path(spec.output_dir) / "stability" / family;
-    json& entry = out[family] = json::object();
-    if (const auto preset = s.presets.find(family); preset != s.presets.end()) {
-      say(fmt::format("stability: {}: perturbation experiment ({} blocks of {})", family, s.blocks, preset->second));
-      const json settings = {{"preset", preset->second}, {"blocks", s.blocks}, {"steps", s.steps}, {"eps", s.eps}};
-      entry["perturbation"] = cached(spec, dir / "perturb.json", settings, [&] {
-        analysis::PerturbationOptions o;
-        o.preset = preset->second;
-        o.blocks = s.blocks;
-        o.steps = s.steps;
-        o.eps = s.eps;
-        return json{{"kind", "perturbation"}, {"result", analysis::perturbation_experiment(o).to_json()}};
-      });
+    out[family] = json::object();
+    try {
+      analyse_family(spec, outcomes, family, out[family], say);
+    } catch (const std::exception& e) {
+      // Recorded like a failed point: the other families and the tables still come.
+      const std::string what = e.what();
+      out[family]["error"] = what.substr(0, what.find('\n'));
+      say(fmt::format("stability: {}: failed: {}", family, out[family]["error"].get<std::string>()));
     }
-    const PointOutcome* point = analysed_point(spec, outcomes, family);
-    if (!point) {
-      say(fmt::format("stability: {}: no finished point to analyse", family));
-      continue;
-    }
-    const recipe::Recipe r = recipe::point_recipe(spec, *point->point);
-    TunedModel m = load_tuned_model(r);
-    const json base = {{"model", m.path}, {"point", point->point->id}, {"text", s.text}};
-    if (m.model->family() == "mamba" || m.model->family() == "mamba2") {
-      say(fmt::format("stability: {}: Lyapunov exponents of {} ({} tokens)", family, point->point->id, s.tokens));
-      json settings = base;
-      settings["tokens"] = s.tokens;
-      settings["k"] = s.k;
-      entry["lyapunov"] = cached(spec, dir / "lyapunov.json", settings, [&] {
-        const at::Tensor ids = stability_ids(s, *m.tokenizer, s.tokens);
-        const auto l = analysis::model_lyapunov(*m.model, ids, s.k);
-        json j = {{"kind", "lyapunov"}, {"model", m.path}, {"tokens", s.tokens}, {"k", s.k}, {"warmup", 0}};
-        j["layers"] = json::array();
-        for (const auto& e : l.layers) j["layers"].push_back({{"layer", e.layer}, {"exact", e.exact}, {"estimated", e.estimated}});
-        j["stack"] = l.stack.exponents;
-        return j;
-      });
-    }
-    say(fmt::format("stability: {}: precision divergence of {} ({} tokens)", family, point->point->id, s.precision_tokens));
-    json settings = base;
-    settings["tokens"] = s.precision_tokens;
-    entry["precision"] = cached(spec, dir / "precision.json", settings, [&] {
-      const at::Tensor ids = stability_ids(s, *m.tokenizer, s.precision_tokens);
-      const auto result = analysis::precision_divergence([&] { return load_tuned_model(r).model; }, ids);
-      return json{{"kind", "precision"}, {"model", m.path}, {"result", result.to_json()}};
-    });
   }
   return out;
 }

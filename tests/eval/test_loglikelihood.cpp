@@ -385,7 +385,11 @@ TEST_CASE("choices that share a context continue from its decoding state in ever
       {"The capital of France is", {" Paris", " a city on the Seine river"}},
       {"Q:", {" a", " b", " c"}},
       {"Question: what is two plus two?\nAnswer:", {" four", " 22"}},
-      {"A context that is much longer than the sixty-four tokens of max_length here, so it is truncated", {" x", " yz"}}};
+      {"A context that is much longer than the sixty-four tokens of max_length here, so it is truncated", {" x", " yz"}},
+      // Three questions after the same 27-token "few-shot" prefix: it runs once (share_prefixes).
+      {"Examples: 1+1=2. 2+2=4. Q: 3+3=", {"6", "7"}},
+      {"Examples: 1+1=2. 2+2=4. Q: 5+1=", {"6", "51"}},
+      {"Examples: 1+1=2. 2+2=4. Q: 9+9=", {"18", "99"}}};
   for (const auto& [ctx, choices] : questions) {
     for (const auto& c : choices) requests.push_back(LoglikelihoodRequest{ctx, c});
   }
@@ -399,13 +403,23 @@ TEST_CASE("choices that share a context continue from its decoding state in ever
     options.share_contexts = false;
     const auto whole = mft::eval::score(*model, *tok, requests, options);
     options.share_contexts = true;
-    int64_t last_total = 0;
+    options.share_prefixes = false;
+    int64_t last_total = 0, tokens_one_context_at_a_time = 0, tokens_shared_prefixes = 0;
+    options.forwarded_tokens = &tokens_one_context_at_a_time;
+    const auto no_prefixes = mft::eval::score(*model, *tok, requests, options);
+    options.share_prefixes = true;
+    options.forwarded_tokens = &tokens_shared_prefixes;
     options.progress = [&](int64_t, int64_t total) { last_total = total; };
     const auto shared = mft::eval::score(*model, *tok, requests, options);
     CHECK(last_total == static_cast<int64_t>(requests.size()));  // one sequence per pair
+    // The few-shot prefix ran once instead of three times.
+    const auto prefix = static_cast<int64_t>(std::string("Examples: 1+1=2. 2+2=4. Q: ").size());  // bytes = tokens
+    CHECK(tokens_one_context_at_a_time - tokens_shared_prefixes == 2 * prefix);
     REQUIRE(shared.size() == whole.size());
     for (size_t i = 0; i < requests.size(); ++i) {
       INFO("request " << i);
+      CHECK(std::abs(no_prefixes[i].loglikelihood - whole[i].loglikelihood) <=
+            1e-5 * std::max(1.0, std::abs(whole[i].loglikelihood)));
       // The chunked scan / cached attention rounds differently from the one-pass forward; nothing else.
       CHECK(std::abs(shared[i].loglikelihood - whole[i].loglikelihood) <=
             1e-5 * std::max(1.0, std::abs(whole[i].loglikelihood)));

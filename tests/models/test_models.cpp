@@ -154,6 +154,12 @@ TEST_CASE("cached decoding reproduces the full forward; greedy generation equals
     INFO("stepped vs full normalised error " << err);
     CHECK(err <= mft::test::fp32_bound(37 * 3, hidden_of(*model)));
     CHECK(cache->length == 37);
+    // last_logits: a prefill that returns only its last positions' logits, the same values.
+    auto short_cache = model->new_cache(2);
+    const at::Tensor last3 = model->forward_cached(ids.narrow(1, 0, 25), *short_cache, /*last_logits=*/3);
+    REQUIRE(last3.sizes() == at::IntArrayRef({2, 3, full.size(2)}));
+    CHECK(mft::test::normalised_error(last3, full.narrow(1, 22, 3)) <= mft::test::fp32_bound(37 * 3, hidden_of(*model)));
+    CHECK(short_cache->length == 25);
 
     const auto prompt = ids[0].narrow(0, 0, 10);
     const std::vector<int64_t> p(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + 10);

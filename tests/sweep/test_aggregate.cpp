@@ -39,12 +39,14 @@ double acc(const std::string& family, const std::string& peft, int seed, int k, 
   return task == "hellaswag" ? a + 10 : a;
 }
 
-json eval_json(const std::string& family, const std::string& peft, int seed) {
+using AccFn = double (*)(const std::string&, const std::string&, int, int, const std::string&);
+
+json eval_json(const std::string& family, const std::string& peft, int seed, AccFn f = acc) {
   json shots = json::object();
   for (int k : {0, 1, 3, 5}) {
-    json results = {{"capitals", {{"acc,none", acc(family, peft, seed, k, "capitals") / 100}}},
+    json results = {{"capitals", {{"acc,none", f(family, peft, seed, k, "capitals") / 100}}},
                     // hellaswag's headline metric is acc_norm; its acc is a decoy.
-                    {"hellaswag", {{"acc,none", 0.0}, {"acc_norm,none", acc(family, peft, seed, k, "hellaswag") / 100}}}};
+                    {"hellaswag", {{"acc,none", 0.0}, {"acc_norm,none", f(family, peft, seed, k, "hellaswag") / 100}}}};
     shots[std::to_string(k)] = {{"results", results}};
   }
   return {{"shots", shots}};
@@ -165,4 +167,45 @@ TEST_CASE("sweep tables: accuracy reads the headline metric, averaged over few-s
   CHECK(sweep::accuracy(e, "capitals", "0") == Approx(30.0));
   CHECK(std::isnan(sweep::accuracy(e, "capitals", "1")));
   CHECK(std::isnan(sweep::accuracy(e, "piqa", "0")));
+}
+
+TEST_CASE("sweep tables: no ICL ratio against a pair whose improvement is noise", "[sweep]") {
+  const recipe::SweepSpec spec = recipe::parse_sweep(kSpec, "t.yaml");
+  const auto points = recipe::sweep_points(spec);
+  // p improves by -3, 0, +3 points over the seeds: its improvement's CI contains 0.
+  const AccFn noisy = [](const std::string& family, const std::string& peft, int seed, int k, const std::string& task) {
+    return family == "p" ? 40.0 + (seed - 1) * k : acc(family, peft, seed, k, task);
+  };
+  std::vector<sweep::PointOutcome> outcomes(points.size());
+  for (size_t i = 0; i < points.size(); ++i) {
+    outcomes[i].point = &points[i];
+    outcomes[i].record = {{"status", "ok"}};
+    outcomes[i].eval = eval_json(points[i].label("family"), points[i].label("peft"), std::stoi(points[i].label("trainer.seed")), noisy);
+  }
+  const json t = sweep::aggregate_tables(spec, outcomes);
+  const json* r = find_row(t["icl"], "m full", "capitals");
+  REQUIRE(r != nullptr);
+  CHECK((*r)["improvement"]["mean"].get<double>() == Approx(3.0));
+  CHECK((*r)["ratio"].is_null());
+}
+
+TEST_CASE("sweep tables: the ICL ratio's CI (delta method) widens with the seeds' scatter", "[sweep]") {
+  const recipe::SweepSpec spec = recipe::parse_sweep(kSpec, "t.yaml");
+  const auto points = recipe::sweep_points(spec);
+  // m improves by 3 + seed (3, 4, 5), p by 6 every seed: ratio of means 4 / 6, CI from m's scatter alone.
+  const AccFn scatter = [](const std::string& family, const std::string& peft, int seed, int k, const std::string& task) {
+    return family == "m" ? 30.0 + k * (3.0 + seed) / 3.0 : acc(family, peft, seed, k, task);
+  };
+  std::vector<sweep::PointOutcome> outcomes(points.size());
+  for (size_t i = 0; i < points.size(); ++i) {
+    outcomes[i].point = &points[i];
+    outcomes[i].record = {{"status", "ok"}};
+    outcomes[i].eval = eval_json(points[i].label("family"), points[i].label("peft"), std::stoi(points[i].label("trainer.seed")), scatter);
+  }
+  const json t = sweep::aggregate_tables(spec, outcomes);
+  const json* r = find_row(t["icl"], "m full", "capitals");
+  REQUIRE(r != nullptr);
+  CHECK((*r)["ratio"]["mean"].get<double>() == Approx(100.0 * 4 / 6));
+  // b constant: Var(R) = s_a^2 / (n b^2) with s_a = 1, n = 3, b = 6.
+  CHECK((*r)["ratio"]["ci"].get<double>() == Approx(100 * 4.303 * std::sqrt(1.0 / (3 * 36.0))));
 }
