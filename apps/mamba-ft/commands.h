@@ -23,5 +23,6 @@ Runner add_make_data(CLI::App& app);
 Runner add_train(CLI::App& app);
 Runner add_sweep(CLI::App& app);
 Runner add_report(CLI::App& app);
+Runner add_export(CLI::App& app);
 
 }  // namespace mft::app

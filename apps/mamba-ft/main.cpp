@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   add(mft::app::add_train(app));
   add(mft::app::add_sweep(app));
   add(mft::app::add_report(app));
+  add(mft::app::add_export(app));
 
   try {
     app.parse(argc, argv);
