@@ -314,14 +314,19 @@ std::string lora_spread(const Sweep& s) {
   const json& rows = s.table("lora_spread");
   if (rows.empty()) return section("lora-spread", "LoRA spread", note("No LoRA spread table in this sweep."));
   Table table{
-      {"Family", "Task", "Configs", "Min", "Max", "Range", "Std"}, {}, {false, false, true, true, true, true, true}};
-  for (const auto& r : rows)
+      {"Family", "Task", "Configs", "Min", "Max", "Range", "Std", "Range within a seed"},
+      {},
+      {false, false, true, true, true, true, true, true}};
+  for (const auto& r : rows) {
+    const json per_seed = r.value("range_per_seed", json::object());
     table.rows.push_back({xml_escape(str(r, "family")), xml_escape(str(r, "task")), number(num(r, "configs")),
                           number(num(r, "min")), number(num(r, "max")), number(num(r, "range")),
-                          number(num(r, "std"))});
-  return section(
-      "lora-spread", "LoRA spread",
-      note("Spread of ICL accuracy (%) across the LoRA configurations of each family.") + render_table(table));
+                          number(num(r, "std")), mean_pm(num(per_seed, "mean"), num(per_seed, "ci"))});
+  }
+  return section("lora-spread", "LoRA spread",
+                 note("Spread of ICL accuracy (%) across the LoRA configurations of each family: of the means over "
+                      "seeds, and within each seed (mean ± 95% CI over seeds).") +
+                     render_table(table));
 }
 
 BarChart family_bars(const Sweep& s, const json& rows, const char* field, std::string title, std::string y_label) {

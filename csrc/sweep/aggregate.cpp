@@ -237,20 +237,24 @@ json icl_rows(const Context& c) {
 
 json lora_spread_rows(const Context& c) {
   std::map<std::string, std::vector<double>> by_family;  // family -> mean accuracy per LoRA configuration
+  // family -> seed -> that seed's mean accuracy per LoRA configuration (the spread within each seed)
+  std::map<std::string, std::map<std::string, std::vector<double>>> by_family_seed;
   std::vector<std::string> families;
   for (const auto& config : c.configs) {
     const auto& outs = c.by_config.at(config);
     if (!outs.front()->lora) continue;
+    const std::string family = c.spec.family_axis.empty() ? "all" : outs.front()->point->label(c.spec.family_axis);
     std::vector<double> per_seed;
     for (const PointOutcome* o : outs) {
       std::vector<double> acc;
       for (const auto& t : c.tasks)
         for (const auto& k : c.shots)
           if (const double a = accuracy(o->eval, t, k); !std::isnan(a)) acc.push_back(a);
-      if (!acc.empty()) per_seed.push_back(mean_of(acc));
+      if (acc.empty()) continue;
+      per_seed.push_back(mean_of(acc));
+      by_family_seed[family][o->point->label(c.spec.seed_axis)].push_back(per_seed.back());
     }
     if (per_seed.empty()) continue;
-    const std::string family = c.spec.family_axis.empty() ? "all" : outs.front()->point->label(c.spec.family_axis);
     if (!by_family.count(family)) families.push_back(family);
     by_family[family].push_back(mean_of(per_seed));
   }
@@ -261,8 +265,13 @@ json lora_spread_rows(const Context& c) {
     const double m = mean_of(v);
     double ss = 0;
     for (double x : v) ss += (x - m) * (x - m);
+    std::vector<double> seed_ranges;  // max - min over the configurations of one seed
+    for (const auto& [seed, accs] : by_family_seed[f])
+      if (accs.size() == v.size()) seed_ranges.push_back(*std::max_element(accs.begin(), accs.end()) -
+                                                         *std::min_element(accs.begin(), accs.end()));
     rows.push_back({{"family", f}, {"task", "all"}, {"configs", v.size()}, {"min", lo}, {"max", hi}, {"range", hi - lo},
-                    {"std", v.size() > 1 ? std::sqrt(ss / double(v.size() - 1)) : 0.0}});
+                    {"std", v.size() > 1 ? std::sqrt(ss / double(v.size() - 1)) : 0.0},
+                    {"range_per_seed", ci_json(seed_ranges)}});
   }
   return rows;
 }
@@ -386,10 +395,12 @@ std::string table_markdown(const std::string& name, const nlohmann::json& rows) 
                        r["ratio"].is_null() ? "" : ci_text(r["ratio"], 0) + " (vs " + r["paired_config"].get<std::string>() + ")");
     }
   } else if (name == "lora_spread") {
-    s = "|Family|LoRA configurations|Lowest mean acc (%)|Highest (%)|Spread (points)|Std (points)|\n|---|---:|---:|---:|---:|---:|\n";
+    s = "|Family|LoRA configurations|Lowest mean acc (%)|Highest (%)|Spread of the means (points)|Std (points)|"
+        "Spread within a seed (points, mean ± 95 % CI)|\n|---|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& r : rows)
-      s += fmt::format("|{}|{}|{:.2f}|{:.2f}|{:.2f}|{:.2f}|\n", r["family"].get<std::string>(), r["configs"].get<int64_t>(),
-                       r["min"].get<double>(), r["max"].get<double>(), r["range"].get<double>(), r["std"].get<double>());
+      s += fmt::format("|{}|{}|{:.2f}|{:.2f}|{:.2f}|{:.2f}|{}|\n", r["family"].get<std::string>(), r["configs"].get<int64_t>(),
+                       r["min"].get<double>(), r["max"].get<double>(), r["range"].get<double>(), r["std"].get<double>(),
+                       ci_text(r.value("range_per_seed", json())));
   } else if (name == "throughput") {
     s = "|Configuration|Tokens/s|Max memory/token (KiB)|Peak memory over the loaded model (MiB)|Tokens/s vs reference|"
         "Memory/token vs reference|\n|---|---:|---:|---:|---:|---:|\n";
@@ -420,10 +431,12 @@ std::string table_csv(const std::string& name, const nlohmann::json& rows) {
                          csv_ci(v), csv_ci(r["improvement"]), csv_ci(r["ratio"]),
                          r["paired_config"].is_null() ? "" : q(r["paired_config"]));
   } else if (name == "lora_spread") {
-    s = "family,lora_configs,min_accuracy_percent,max_accuracy_percent,spread_points,std_points\n";
+    s = "family,lora_configs,min_accuracy_percent,max_accuracy_percent,spread_points,std_points,"
+        "spread_within_seed_points,ci95_half_width,seeds\n";
     for (const auto& r : rows)
-      s += fmt::format("{},{},{:.6g},{:.6g},{:.6g},{:.6g}\n", q(r["family"]), r["configs"].get<int64_t>(),
-                       r["min"].get<double>(), r["max"].get<double>(), r["range"].get<double>(), r["std"].get<double>());
+      s += fmt::format("{},{},{:.6g},{:.6g},{:.6g},{:.6g},{}\n", q(r["family"]), r["configs"].get<int64_t>(),
+                       r["min"].get<double>(), r["max"].get<double>(), r["range"].get<double>(), r["std"].get<double>(),
+                       csv_ci(r.value("range_per_seed", json())));
   } else if (name == "throughput") {
     s = "config,tokens_per_s,ci95,seeds,memory_per_token_kb,ci95,seeds,peak_rss_over_load_mb,ci95,seeds,"
         "speedup_vs_reference,memory_per_token_change_pct\n";

@@ -8,7 +8,8 @@
 //    family with a pair, the ratio 100 * improvement / the paired family's improvement (same other labels,
 //    same seed);
 //  - lora_spread: per family, over its LoRA configurations, the spread (max - min, and std) of the mean
-//    accuracy (over tasks and shots, then seeds) — the paper's LoRA-hyperparameter sensitivity;
+//    accuracy (over tasks and shots, then seeds) — the paper's LoRA-hyperparameter sensitivity — and the
+//    spread within each seed, mean ± CI over seeds;
 //  - throughput: tokens/s, max memory/token and peak memory over the loaded model during training, and the
 //    ratio to the family's reference configuration.
 // Accuracies are percent of each task's headline metric (eval/compare.h: acc_norm for hellaswag and

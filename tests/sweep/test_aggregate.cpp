@@ -123,6 +123,9 @@ TEST_CASE("sweep tables: known answers", "[sweep]") {
     CHECK(m["family"] == "m");
     CHECK(m["configs"] == 2);
     CHECK(m["range"].get<double>() == Approx(2.0));  // +3 (lora-r4) vs +1 on average (lora)
+    // Within a seed: +3 vs +0.5, +2, +0.5 -> spreads 2.5, 1, 2.5.
+    CHECK(m["range_per_seed"]["mean"].get<double>() == Approx(2.0));
+    CHECK(m["range_per_seed"]["ci"].get<double>() == Approx(4.303 * std::sqrt(0.75) / std::sqrt(3.0)).epsilon(1e-6));
   }
   SECTION("throughput relative to the reference configuration") {
     const json* r = find_row(t["throughput"], "p lora", "");
