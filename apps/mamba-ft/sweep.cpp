@@ -122,8 +122,14 @@ int run_sweep_command(const SweepArgs& a) {
     const bool tty = isatty(fileno(stderr));
     sweep::SweepHooks hooks;
     hooks.on_message = [](const std::string& m) { fmt::print(stderr, "   {}\n", m); };
-    hooks.on_point = [](size_t i, size_t n, const recipe::SweepPoint& p, const std::string& what) {
-      fmt::print(stderr, "== point {}/{}: {}{}\n", i, n, p.id, what == "run" ? "" : " (" + what + ")");
+    // ETA from the points run so far in this invocation (skipped ones cost nothing).
+    auto progress = std::make_shared<std::pair<int64_t, double>>(0, 0.0);  // points run, their seconds
+    hooks.on_point = [progress](size_t i, size_t n, const recipe::SweepPoint& p, const std::string& what) {
+      const auto& [runs, seconds] = *progress;
+      const double left = runs > 0 ? seconds / double(runs) * double(n - i + 1) : 0;
+      const std::string eta = runs == 0 ? "" : left < 90 ? fmt::format(" [ETA {:.0f} s]", left)
+                                                         : fmt::format(" [ETA {:.0f} min]", left / 60);
+      fmt::print(stderr, "== point {}/{}: {}{}{}\n", i, n, p.id, what == "run" ? "" : " (" + what + ")", eta);
     };
     hooks.train.stop = &g_stop;
     hooks.train.on_message = hooks.on_message;
@@ -134,9 +140,13 @@ int run_sweep_command(const SweepArgs& a) {
       const fs::path logs = fs::path(spec.output_dir) / "logs";
       hooks.run_training = [logs](const recipe::Recipe& r) { return train_in_child(r, logs); };
     }
-    hooks.on_point_done = [](const nlohmann::json& rec) {
+    hooks.on_point_done = [progress](const nlohmann::json& rec, bool skipped) {
+      if (!skipped) {
+        progress->first += 1;
+        progress->second += rec.value("seconds", 0.0);
+      }
       const auto& t = rec["train"];
-      if (rec.value("status", "") == "ok" && t.is_object())
+      if (!skipped && rec.value("status", "") == "ok" && t.is_object())
         fmt::print(stderr, "   ok in {:.0f} s: loss {:.4f}, {:.0f} tokens/s, {:.1f} KiB/token\n", rec.value("seconds", 0.0),
                    t.value("last_loss", 0.0), t.value("tokens_per_s", 0.0), t.value("memory_per_token_kb", 0.0));
     };

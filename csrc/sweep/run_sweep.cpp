@@ -160,7 +160,7 @@ SweepResult run_sweep(const recipe::SweepSpec& spec, const std::string& sweep_fi
     if (hooks.on_point) hooks.on_point(i + 1, points.size(), points[i], what);
     const PointRunResult res = run_point(spec, points[i], run_training, hooks.on_message);
     skipped += res.skipped ? 1 : 0;
-    if (hooks.on_point_done) hooks.on_point_done(res.record);
+    if (hooks.on_point_done) hooks.on_point_done(res.record, res.skipped);
     if (res.record.value("status", "") == "failed")
       say(hooks, fmt::format("point {} failed: {}", points[i].id, res.record.value("error", "")));
     interrupted = res.interrupted;

@@ -26,7 +26,8 @@ struct SweepHooks {
   std::function<void(const std::string&)> on_message;
   // Before each point: (1-based index, number of points, the point, "run" | "resume" | "skip").
   std::function<void(size_t, size_t, const recipe::SweepPoint&, const std::string&)> on_point;
-  std::function<void(const nlohmann::json& record)> on_point_done;  // point.json of the point just run or skipped
+  // After each point: its point.json, and whether it was skipped (done earlier) rather than run.
+  std::function<void(const nlohmann::json& record, bool skipped)> on_point_done;
   train::TrainHooks train;  // progress and the stop flag, passed to every training run in this process
   // How to run a training recipe; default: train::train(recipe, train) in this process.
   std::function<train::TrainResult(const recipe::Recipe&)> run_training;
