@@ -1,5 +1,7 @@
 #include "models/checkpoint.h"
 
+#include "core/atomic_file.h"
+
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
 #include "models/config_json.h"
@@ -45,15 +47,7 @@ bool has_safetensors(const std::string& dir) {
 }
 
 void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(out, "save: cannot write ", tmp.string());
-    out << text;
-    out.close();
-    TORCH_CHECK(out, "save: writing ", tmp.string(), " failed");
-  }
-  fs::rename(tmp, path);
+  write_file_atomically(path.string(), text, "save");
 }
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "peft/lora.h"
 
+#include "core/atomic_file.h"
+
 #include "io/safetensors.h"
 #include "models/lora_adapter.h"
 
@@ -122,14 +124,7 @@ std::pair<std::string, std::string> state_keys(const std::string& path, bool emb
 }
 
 void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(out, "save_peft_adapter: cannot write ", tmp.string());
-    out << text;
-    TORCH_CHECK(out.good(), "save_peft_adapter: writing ", tmp.string(), " failed");
-  }
-  fs::rename(tmp, path);
+  write_file_atomically(path.string(), text, "save_peft_adapter");
 }
 }  // namespace
 

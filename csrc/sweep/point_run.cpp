@@ -1,6 +1,7 @@
 // One sweep point (point_run.h): [skip | resume | start over] -> train -> evaluate -> point.json.
 #include "sweep/point_run.h"
 
+#include "core/atomic_file.h"
 #include "eval/evaluator.h"
 #include "models/registry.h"
 #include "peft/lora.h"
@@ -67,16 +68,7 @@ json evaluate_point(const recipe::Recipe& r) {
 }  // namespace
 
 void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = fmt::format("{}.tmp-{}", path, ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!(out << text) || !out.flush()) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw std::runtime_error("sweep: cannot write " + path);
-    }
-  }
-  fs::rename(tmp, path);
+  write_file_atomically(path, text, "sweep");
 }
 
 json read_point_record(const std::string& point_dir) {

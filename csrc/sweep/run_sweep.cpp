@@ -67,7 +67,7 @@ std::vector<PointOutcome> collect(const recipe::SweepSpec& spec, const std::vect
   return out;
 }
 
-json point_entry(const recipe::SweepSpec& spec, const PointOutcome& o) {
+json point_entry(const PointOutcome& o) {
   const std::string dir = (fs::path("points") / o.point->id).string();
   json axes = json::object();
   for (const auto& [a, l] : o.point->axes) axes[a] = l;
@@ -77,7 +77,6 @@ json point_entry(const recipe::SweepSpec& spec, const PointOutcome& o) {
     for (const char* k : {"status", "error", "seconds", "train"}) j[k] = o.record.value(k, json());
     if (o.record["eval"].is_string()) j["eval"] = dir + "/" + o.record["eval"].get<std::string>();
   }
-  (void)spec;
   return j;
 }
 
@@ -97,7 +96,7 @@ SweepResult write_summary(const recipe::SweepSpec& spec, const std::vector<Point
   summary["pairs"] = json(spec.pairs);
   summary["points"] = json::array();
   for (const auto& o : outcomes) {
-    summary["points"].push_back(point_entry(spec, o));
+    summary["points"].push_back(point_entry(o));
     const std::string status = summary["points"].back()["status"];
     if (status == "ok") ++res.ok;
     else if (status == "failed") ++res.failed;

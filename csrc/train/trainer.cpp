@@ -1,6 +1,7 @@
 // One training run, top to bottom. See trainer.h for the outline.
 #include "train/trainer.h"
 
+#include "core/atomic_file.h"
 #include "core/cast_cache.h"
 #include "core/memory.h"
 #include "data/batch.h"
@@ -30,12 +31,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 void write_file_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(out << text, "train: cannot write ", tmp.string());
-  }
-  fs::rename(tmp, path);
+  mft::write_file_atomically(path.string(), text, "train");
 }
 
 // result.json: what train() returns, for whoever ran the trainer in another process (`mamba-ft sweep`).

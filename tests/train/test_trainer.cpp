@@ -2,6 +2,8 @@
 // fine-tuning, bit-exact resume after an interruption, outputs, and clear errors.
 #include "helpers.h"
 
+#include "core/atomic_file.h"
+
 #include "data/synthetic.h"
 #include "io/safetensors.h"
 #include "models/registry.h"
@@ -366,4 +368,20 @@ TEST_CASE("training refuses bad setups with clear errors", "[train]") {
   fs::resize_file(params, fs::file_size(params) / 2);
   CHECK_THROWS_WITH(mft::train::train(tiny_recipe(out.path / "t", "preset:mamba-tiny", "full", {"output.resume=true"})),
                     Contains("params.safetensors"));
+}
+
+TEST_CASE("write_file_atomically replaces a file whole and names the caller on failure", "[train]") {
+  TempDir dir;
+  const std::string path = (dir.path / "out.json").string();
+  mft::write_file_atomically(path, "first\n", "test");
+  mft::write_file_atomically(path, "second\n", "test");
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK(text.str() == "second\n");
+  int files = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path)) ++files;
+  CHECK(files == 1);  // no temporary file left behind
+  CHECK_THROWS_WITH(mft::write_file_atomically((dir.path / "no" / "such" / "x").string(), "x", "sweep"),
+                    Contains("sweep: cannot write ") && Contains("no/such/x"));
 }
