@@ -2,6 +2,7 @@
 
 #include "core/memory.h"
 #include "models/lora_adapter.h"
+#include "ops/cross_entropy.h"
 #include "peft/lora.h"
 #include "recipe/recipe.h"
 #include "train/autocast_scope.h"
@@ -156,7 +157,7 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     {
       train::AutocastScope autocast(mode.dtype);
       const at::Tensor logits = model.forward(ids);  // (B, L, V)
-      loss = at::cross_entropy_loss(logits.view({-1, V}).to(at::kFloat), labels, {}, at::Reduction::Sum);
+      loss = cross_entropy_sum(logits.view({-1, V}).to(at::kFloat), labels);  // as the trainer
     }
     const double loss_value = loss.item<double>() / double(tokens);
     TORCH_CHECK(std::isfinite(loss_value), "bench-train: non-finite loss at step ", index);

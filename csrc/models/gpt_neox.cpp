@@ -4,6 +4,7 @@
 #include "models/config_json.h"
 #include "models/load_weights.h"
 #include "models/lora_adapter.h"
+#include "models/tied_embeddings.h"
 
 #include <ATen/ATen.h>
 
@@ -227,7 +228,9 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
   }
   const at::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // (L, rot/2) or (B, 1, L, rot/2)
   const at::Tensor emb = at::cat({freqs, freqs}, -1);
-  at::Tensor h = adapted_embedding(*embed_in, input_ids);
+  TiedUse in = config.tie_word_embeddings ? tied_lookup(*embed_in, input_ids)
+                                          : TiedUse{adapted_embedding(*embed_in, input_ids), embed_out->weight};
+  at::Tensor h = in.embedded;
   const at::Tensor cos = emb.cos().to(h.scalar_type()), sin = emb.sin().to(h.scalar_type());
   for (size_t i = 0; i < layers->size(); ++i) {
     GPTNeoXLayerImpl* layer = layers[i]->as<GPTNeoXLayer>();
@@ -240,8 +243,7 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
   }
   if (cache) cache->length += L;
   h = final_layer_norm(last_positions(h, last_logits));
-  const at::Tensor head = config.tie_word_embeddings ? embed_in->weight : embed_out->weight;  // (V, D)
-  return at::linear(h, head).to(at::kFloat);
+  return at::linear(h, in.head).to(at::kFloat);  // head (V, D)
 }
 
 std::map<std::string, std::shared_ptr<torch::nn::Module>> GPTNeoXForCausalLMImpl::hf_lora_modules() {

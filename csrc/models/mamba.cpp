@@ -5,6 +5,8 @@
 #include "models/config_json.h"
 #include "models/load_weights.h"
 #include "models/lora_adapter.h"
+#include "models/tied_embeddings.h"
+#include "ops/rms_norm.h"
 #include "models/original_layout.h"
 #include "ops/mamba_inner.h"
 #include "ops/ops.h"
@@ -88,9 +90,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
-  const at::Tensor x32 = x.to(at::kFloat);
-  const at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return weight * normed.to(x.scalar_type());
+  return rms_norm(x, weight, eps);
 }
 
 MambaMixerImpl::MambaMixerImpl(const MambaConfig& c)
@@ -247,14 +247,16 @@ MambaForCausalLMImpl::MambaForCausalLMImpl(const MambaConfig& c) : config(c) {
 at::Tensor MambaForCausalLMImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx) {
   check_input_ids(input_ids, config.vocab_size, "mamba");
   check_seq_idx(seq_idx, input_ids, "mamba");
-  at::Tensor h = adapted_embedding(*embeddings, input_ids);
+  TiedUse in = config.tie_word_embeddings ? tied_lookup(*embeddings, input_ids)
+                                          : TiedUse{adapted_embedding(*embeddings, input_ids), lm_head->weight};
+  at::Tensor h = in.embedded;
   for (const auto& layer : *layers) {
     MambaBlockImpl* block = layer->as<MambaBlock>();
     h = run_block([block, seq_idx](const at::Tensor& x) { return block->forward(x, nullptr, seq_idx); }, h);
   }
   h = norm_f(h.to(norm_f->weight.scalar_type()));
   // (V, D); frozen under autocast: its low-precision copy from the cast cache (core/cast_cache.h).
-  const at::Tensor head = autocast_weight(config.tie_word_embeddings ? embeddings->weight : lm_head->weight);
+  const at::Tensor head = autocast_weight(in.head);
   return at::linear(h.to(head.scalar_type()), head).to(at::kFloat);
 }
 

@@ -4,6 +4,7 @@
 #include "models/config_json.h"
 #include "models/load_weights.h"
 #include "models/lora_adapter.h"
+#include "models/tied_embeddings.h"
 #include "models/original_layout.h"
 #include "ops/ops.h"
 #include "ops/ssd_scan.h"
@@ -192,21 +193,25 @@ Mamba2ForCausalLMImpl::Mamba2ForCausalLMImpl(const Mamba2Config& c) : config(c) 
   }
 }
 
-at::Tensor Mamba2ForCausalLMImpl::head(const at::Tensor& h) {
+at::Tensor Mamba2ForCausalLMImpl::head(const at::Tensor& h, const at::Tensor& head_weight) {
   const at::Tensor normed = norm_f(h.to(norm_f->weight.scalar_type()));
-  const at::Tensor w = config.tie_word_embeddings ? embeddings->weight : lm_head->weight;  // (V, D)
+  const at::Tensor w = head_weight.defined()                ? head_weight
+                       : config.tie_word_embeddings ? embeddings->weight
+                                                    : lm_head->weight;  // (V, D)
   return at::linear(normed.to(w.scalar_type()), w).to(at::kFloat);
 }
 
 at::Tensor Mamba2ForCausalLMImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx) {
   check_input_ids(input_ids, config.vocab_size, "mamba2");
   check_seq_idx(seq_idx, input_ids, "mamba2");
-  at::Tensor h = adapted_embedding(*embeddings, input_ids);
+  TiedUse in = config.tie_word_embeddings ? tied_lookup(*embeddings, input_ids)
+                                          : TiedUse{adapted_embedding(*embeddings, input_ids), lm_head->weight};
+  at::Tensor h = in.embedded;
   for (const auto& layer : *layers) {
     Mamba2BlockImpl* block = layer->as<Mamba2Block>();
     h = run_block([block, seq_idx](const at::Tensor& x) { return block->forward(x, nullptr, seq_idx); }, h);
   }
-  return head(h);
+  return head(h, in.head);
 }
 
 std::unique_ptr<DecodeCache> Mamba2Cache::repeat(int64_t n) const {

@@ -88,7 +88,7 @@ class Mamba2ForCausalLMImpl : public CausalLM {
   torch::nn::Linear lm_head{nullptr};  // only when not tied
 
  private:
-  at::Tensor head(const at::Tensor& h);
+  at::Tensor head(const at::Tensor& h, const at::Tensor& head_weight = {});
 };
 TORCH_MODULE(Mamba2ForCausalLM);
 

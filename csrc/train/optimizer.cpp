@@ -1,7 +1,13 @@
 #include "train/optimizer.h"
 
+#include "core/simd.h"
+
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/optim/sgd.h>
+
+#include <cmath>
+#include <cstring>
 
 namespace mft::train {
 
@@ -108,6 +114,55 @@ void set_lr(torch::optim::Optimizer& opt, double lr) {
   for (auto& g : opt.param_groups()) g.options().set_lr(lr);
 }
 
+namespace {
+
+// Σ x² over contiguous CPU fp32 tensors, in one parallel pass: the tensors are cut into fixed blocks of
+// 64 Ki elements, each summed in kLanes fp32 partial sums, the blocks' sums added in order in fp64 (a
+// fixed order: deterministic at any thread count). On CPU at::_foreach_norm falls back to one norm per
+// tensor (mamba-130m: 243 calls, 46 ms; this pass: see bench-train).
+double cpu_fp32_sum_of_squares(const std::vector<at::Tensor>& ts) {
+  constexpr int64_t kBlock = int64_t(1) << 16;
+  struct Block {
+    const float* p;
+    int64_t n;
+  };
+  std::vector<Block> blocks;
+  for (const auto& t : ts) {
+    const float* p = t.const_data_ptr<float>();
+    for (int64_t i = 0; i < t.numel(); i += kBlock) blocks.push_back({p + i, std::min(kBlock, t.numel() - i)});
+  }
+  std::vector<double> sums(blocks.size(), 0.0);
+  at::parallel_for(0, int64_t(blocks.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const float* p = blocks[b].p;
+      const int64_t n = blocks[b].n;
+      simd::VF acc{};
+      int64_t i = 0;
+      for (; i + simd::kLanes <= n; i += simd::kLanes) {
+        simd::VF x;
+        std::memcpy(&x, p + i, sizeof x);
+        acc += x * x;
+      }
+      double s = 0;
+      for (int k = 0; k < simd::kLanes; ++k) s += double(acc[k]);
+      for (; i < n; ++i) s += double(p[i]) * double(p[i]);
+      sums[b] = s;
+    }
+  });
+  double total = 0;
+  for (double s : sums) total += s;
+  return total;
+}
+
+bool all_cpu_fp32_contiguous(const std::vector<at::Tensor>& ts) {
+  for (const auto& t : ts) {
+    if (!t.device().is_cpu() || t.scalar_type() != at::kFloat || !t.is_contiguous() || t.is_sparse()) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   std::vector<at::Tensor> grads;
   for (const auto& p : params) {
@@ -115,8 +170,13 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   }
   if (grads.empty()) return 0.0;
   at::NoGradGuard no_grad;
-  const std::vector<at::Tensor> norms = at::_foreach_norm(grads, 2);
-  const at::Tensor total = norms.size() == 1 ? norms[0] : at::stack(norms).norm(2);
+  at::Tensor total;
+  if (all_cpu_fp32_contiguous(grads)) {
+    total = at::scalar_tensor(std::sqrt(cpu_fp32_sum_of_squares(grads)), at::kFloat);
+  } else {
+    const std::vector<at::Tensor> norms = at::_foreach_norm(grads, 2);
+    total = norms.size() == 1 ? norms[0] : at::stack(norms).norm(2);
+  }
   const double total_norm = total.item<double>();
   if (max_norm <= 0) return total_norm;
   // Same arithmetic as torch::nn::utils::clip_grad_norm_ (in the norm's dtype).

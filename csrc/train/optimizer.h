@@ -30,9 +30,9 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
 void set_lr(torch::optim::Optimizer& opt, double lr);
 
 // torch::nn::utils::clip_grad_norm_ (L2, same formula: coefficient max_norm / (norm + 1e-6) clamped to
-// 1) with the per-tensor norms from one foreach call, and no pass over the gradients when the
-// coefficient is 1 (multiplying by 1 changes nothing). Returns the total norm before clipping; 0 when
-// no parameter has a gradient. max_norm <= 0: only measures.
+// 1): the norm in one parallel pass over CPU fp32 gradients (at::_foreach_norm otherwise), and no pass
+// over the gradients when the coefficient is 1 (multiplying by 1 changes nothing). Returns the total
+// norm before clipping; 0 when no parameter has a gradient. max_norm <= 0: only measures.
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 
 }  // namespace mft::train

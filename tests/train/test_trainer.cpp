@@ -199,6 +199,37 @@ TEST_CASE("gradient clipping matches torch::nn::utils::clip_grad_norm_", "[train
   }
 }
 
+TEST_CASE("gradient clipping: many blocks, any thread count, fp64 gradients", "[train]") {
+  at::manual_seed(9);
+  // 300k + 5 + 70k elements: several 64 Ki blocks, a ragged tail; the norm in fp64 as the oracle.
+  std::vector<at::Tensor> grads = {at::randn({300000}), at::randn({5}), at::randn({70, 1000}) * 3};
+  double sum_sq = 0;
+  for (const auto& g : grads) sum_sq += g.to(at::kDouble).pow(2).sum().item<double>();
+  auto params_with = [&](at::ScalarType dtype) {
+    std::vector<at::Tensor> ps;
+    for (const auto& g : grads) {
+      at::Tensor p = at::zeros(g.sizes(), dtype).requires_grad_(true);
+      p.mutable_grad() = g.to(dtype).clone();
+      ps.push_back(p);
+    }
+    return ps;
+  };
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  const double one = mft::train::clip_grad_norm(params_with(at::kFloat), 0);
+  at::set_num_threads(2);
+  const double two = mft::train::clip_grad_norm(params_with(at::kFloat), 0);
+  at::set_num_threads(threads);
+  CHECK(one == two);
+  CHECK(std::abs(one - std::sqrt(sum_sq)) <= 1e-5 * std::sqrt(sum_sq));
+  auto fp64 = params_with(at::kDouble);
+  const double norm64 = mft::train::clip_grad_norm(fp64, 1.0);  // the foreach path
+  CHECK(std::abs(norm64 - std::sqrt(sum_sq)) <= 1e-12 * std::sqrt(sum_sq));
+  double clipped = 0;
+  for (const auto& p : fp64) clipped += p.grad().pow(2).sum().item<double>();
+  CHECK(std::abs(std::sqrt(clipped) - 1.0) < 1e-5);
+}
+
 TEST_CASE("training runs, logs, evaluates and writes its outputs", "[train]") {
   for (const auto& [model, method] : {std::pair{"preset:mamba-tiny", "lora"}, {"preset:pythia-tiny", "full"},
                                       {"preset:mamba2-tiny", "lora"}}) {
