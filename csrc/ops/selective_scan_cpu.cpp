@@ -18,6 +18,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <type_traits>
 #include <vector>
 
 namespace mft {
@@ -306,13 +307,19 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
     V y = p.D * ub[t];
     const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
     const S* Crow = kVarC ? Cg + (t0 + t) * N : nullptr;
+    V* __restrict Et = &E[t * N];
+    V* __restrict Ht = &H[t * N];
+    const V* __restrict pB = kVarB ? nullptr : p.B.data();
+    const V* __restrict pC = kVarC ? nullptr : p.C.data();
+    const V* __restrict pA2 = p.A2.data();
+    const V* __restrict prev = xprev;
     for (int64_t n = 0; n < N; ++n) {
-      const V bn = kVarB ? splat<V>(Brow[n]) : p.B[n];
-      const V cn = kVarC ? splat<V>(Crow[n]) : p.C[n];
-      const V e = simd::vexp2(dt * p.A2[n]);
-      const V h = e * (reset ? V{} : xprev[n]) + du * bn;
-      E[t * N + n] = e;
-      H[t * N + n] = h;
+      const V bn = kVarB ? splat<V>(Brow[n]) : pB[n];
+      const V cn = kVarC ? splat<V>(Crow[n]) : pC[n];
+      const V e = simd::vexp2(dt * pA2[n]);
+      const V h = e * (reset ? V{} : prev[n]) + du * bn;
+      Et[n] = e;
+      Ht[n] = h;
       y += cn * h;
     }
     yb[t] = y;
@@ -334,34 +341,52 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
     const V* hprev = t > 0 ? &H[(t - 1) * N] : &a.ck[s * N];
     const S* Brow = kVarB ? Bg + tt * N : nullptr;
     const S* Crow = kVarC ? Cg + tt * N : nullptr;
-    V* dBrow = &w.dBv[t * N];
-    V* dCrow = &w.dCv[t * N];
-    for (int64_t n = 0; n < N; ++n) {
-      const V bn = kVarB ? splat<V>(Brow[n]) : p.B[n];
-      const V cn = kVarC ? splat<V>(Crow[n]) : p.C[n];
-      const V G = a.carry[n] + dy * cn;  // dLoss/dx_t
-      const V dyh = dy * H[t * N + n];
-      if constexpr (kVarC)
-        dCrow[n] += dyh;
-      else
-        a.dC[n] += dyh;
-      const V gdt = G * dt;
-      du += gdt * bn;
-      if constexpr (kVarB)
-        dBrow[n] += gdt * uv;
-      else
-        a.dB[n] += gdt * uv;
-      ddt += G * uv * bn;
-      if (reset) {
-        a.carry[n] = V{};
-      } else {
-        const V e = E[t * N + n];
-        const V ah = G * e * hprev[n];  // dLoss/d(delta A) through x_{t-1}
-        ddt += ah * p.A[n];
-        a.dA[n] += ah * dt;
-        a.carry[n] = G * e;
+    // Every array the state loop touches as a local restrict pointer, and the loop unswitched on
+    // `reset`: otherwise GCC reloads the vectors' data pointers and tests the flag at every n.
+    V* __restrict dBrow = &w.dBv[t * N];
+    V* __restrict dCrow = &w.dCv[t * N];
+    V* __restrict carry = a.carry.data();
+    V* __restrict dAa = a.dA.data();
+    V* __restrict dBa = kVarB ? nullptr : a.dB.data();
+    V* __restrict dCa = kVarC ? nullptr : a.dC.data();
+    const V* __restrict Ht = &H[t * N];
+    const V* __restrict Et = &E[t * N];
+    const V* __restrict pB = kVarB ? nullptr : p.B.data();
+    const V* __restrict pC = kVarC ? nullptr : p.C.data();
+    const V* __restrict pA = p.A.data();
+    auto states = [&](auto is_reset) {
+      constexpr bool kReset = decltype(is_reset)::value;
+      for (int64_t n = 0; n < N; ++n) {
+        const V bn = kVarB ? splat<V>(Brow[n]) : pB[n];
+        const V cn = kVarC ? splat<V>(Crow[n]) : pC[n];
+        const V G = carry[n] + dy * cn;  // dLoss/dx_t
+        const V dyh = dy * Ht[n];
+        if constexpr (kVarC)
+          dCrow[n] += dyh;
+        else
+          dCa[n] += dyh;
+        const V gdt = G * dt;
+        du += gdt * bn;
+        if constexpr (kVarB)
+          dBrow[n] += gdt * uv;
+        else
+          dBa[n] += gdt * uv;
+        ddt += G * uv * bn;
+        if constexpr (kReset) {
+          carry[n] = V{};
+        } else {
+          const V e = Et[n];
+          const V ah = G * e * hprev[n];  // dLoss/d(delta A) through x_{t-1}
+          ddt += ah * pA[n];
+          dAa[n] += ah * dt;
+          carry[n] = G * e;
+        }
       }
-    }
+    };
+    if (reset)
+      states(std::true_type{});
+    else
+      states(std::false_type{});
     if (op.softplus) {
       const V r = raw[t];
       ddt = ddt * softplus_derivative(r);
