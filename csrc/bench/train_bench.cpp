@@ -170,9 +170,38 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     return std::make_tuple(loss_value, t0, t1, t2, t3);
   };
 
+  // Roofline: the step's GEMMs, each timed alone (a fresh GemmTimer, best of gemm_repeats), once right
+  // after every timed step. This VM's speed drifts by 15 % within minutes; a floor measured next to each
+  // step and the median of the per-step ratios keep the percentage from following the drift (one floor
+  // after all steps gave 57 % to 68 % for the same build). The GEMMs' operands would raise the peak
+  // (+740 MiB seen), so the peak is read before the first floor: the steps up to there (warm-up
+  // included) have the same memory profile as all the others.
+  const StepGemms gemms =
+      step_gemms(model, tokens, mode.dtype == at::kFloat ? std::nullopt : std::optional<at::ScalarType>(mode.dtype));
+  std::vector<double> floors, floor_fwd, floor_bwd;
+  std::map<std::string, std::pair<double, double>> by_dtype;  // dtype -> (flops, seconds), last round
+  auto measure_floor = [&] {
+    at::NoGradGuard no_grad;
+    GemmTimer timer(o.gemm_repeats);
+    double f = 0, b = 0;
+    by_dtype.clear();
+    for (const auto* list : {&gemms.forward, &gemms.backward}) {
+      for (const Gemm& g : *list) {
+        const double sec = timer.seconds(g);
+        (list == &gemms.forward ? f : b) += sec;
+        auto& [flops, secs] = by_dtype[g.dtype == at::kBFloat16 ? "bf16" : g.dtype == at::kHalf ? "fp16" : "fp32"];
+        flops += g.flops();
+        secs += sec;
+      }
+    }
+    floor_fwd.push_back(f);
+    floor_bwd.push_back(b);
+    floors.push_back(f + b);
+  };
+
   r.rss_after_load_mb = rss_mb();
   reset_peak_rss();
-  std::vector<double> fwd, bwd, optim;
+  std::vector<double> fwd, bwd, optim, pct;
   for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
     const auto [loss, t0, t1, t2, t3] = step(i);
     if (i == 0) r.loss_first = loss;
@@ -182,8 +211,15 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     bwd.push_back(std::chrono::duration<double>(t2 - t1).count());
     optim.push_back(std::chrono::duration<double>(t3 - t2).count());
     r.step_times_s.push_back(std::chrono::duration<double>(t3 - t0).count());
+    if (floors.empty()) r.peak_rss_over_load_mb = peak_rss_mb() - r.rss_after_load_mb;
+    measure_floor();
+    pct.push_back(100.0 * floors.back() / r.step_times_s.back());
   }
-  r.peak_rss_over_load_mb = peak_rss_mb() - r.rss_after_load_mb;
+  r.roofline_pct_per_step = pct;
+  r.roofline_pct = median(pct);
+  r.roofline_s = median(floors);
+  r.roofline_forward_s = median(floor_fwd);
+  r.roofline_backward_s = median(floor_bwd);
   r.memory_per_token_kb = r.peak_rss_over_load_mb * 1024.0 / double(tokens);
   r.step_s = median(r.step_times_s);
   r.tokens_per_s = double(tokens) / r.step_s;
@@ -201,25 +237,10 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     torch::autograd::profiler::disableProfiler()->save(o.trace_path);
   }
 
-  // Roofline: the step's GEMMs, each timed alone (after the steps, so it does not count in the peak).
-  at::NoGradGuard no_grad;
-  const StepGemms gemms =
-      step_gemms(model, tokens, mode.dtype == at::kFloat ? std::nullopt : std::optional<at::ScalarType>(mode.dtype));
-  GemmTimer timer(o.gemm_repeats);
-  std::map<std::string, std::pair<double, double>> by_dtype;  // dtype -> (flops, seconds)
   for (const auto* list : {&gemms.forward, &gemms.backward}) {
-    for (const Gemm& g : *list) {
-      const double s = timer.seconds(g);
-      (list == &gemms.forward ? r.roofline_forward_s : r.roofline_backward_s) += s;
-      auto& [flops, secs] = by_dtype[g.dtype == at::kBFloat16 ? "bf16" : g.dtype == at::kHalf ? "fp16" : "fp32"];
-      flops += g.flops();
-      secs += s;
-      r.gemm_gflop += g.flops() / 1e9;
-    }
+    for (const Gemm& g : *list) r.gemm_gflop += g.flops() / 1e9;
   }
   for (const auto& [dtype, fs] : by_dtype) r.gemm_gflops[dtype] = fs.first / fs.second / 1e9;
-  r.roofline_s = r.roofline_forward_s + r.roofline_backward_s;
-  r.roofline_pct = 100.0 * r.roofline_s / r.step_s;
   return r;
 }
 
@@ -249,6 +270,7 @@ std::string TrainBenchResult::to_json() const {
                    {"roofline_forward_s", roofline_forward_s},
                    {"roofline_backward_s", roofline_backward_s},
                    {"roofline_pct", roofline_pct},
+                   {"roofline_pct_per_step", roofline_pct_per_step},
                    {"rss_after_load_mb", rss_after_load_mb},
                    {"peak_rss_over_load_mb", peak_rss_over_load_mb},
                    {"memory_per_token_kb", memory_per_token_kb}};
@@ -274,8 +296,9 @@ void print_train_bench(const TrainBenchResult& r) {
   for (const auto& [dtype, g] : r.gemm_gflops) rates += fmt::format("{}{} {:.0f}", rates.empty() ? "" : ", ", dtype, g);
   fmt::print(
       "  roofline  {:.3f} s = the step's {:.1f} GFLOP of matmuls timed alone (forward {:.3f} s, backward {:.3f} s;"
-      " GFLOP/s {}) -> {:.0f}% of roofline\n",
-      r.roofline_s, r.gemm_gflop, r.roofline_forward_s, r.roofline_backward_s, rates, r.roofline_pct);
+      " GFLOP/s {}) -> {:.0f}% of roofline (median over the steps, each against the floor timed after it: {:.0f}%)\n",
+      r.roofline_s, r.gemm_gflop, r.roofline_forward_s, r.roofline_backward_s, rates, r.roofline_pct,
+      fmt::join(r.roofline_pct_per_step, "%, "));
   fmt::print("  memory    RSS after load {:.0f} MiB, peak during the steps +{:.0f} MiB ({:.1f} KiB/token)\n",
              r.rss_after_load_mb, r.peak_rss_over_load_mb, r.memory_per_token_kb);
 }

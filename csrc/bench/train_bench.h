@@ -6,7 +6,8 @@
 //   roofline = every GEMM of that step timed alone at its shape, layout and dtype (GemmTimer): the
 //              forward's weight GEMMs and LM head, dX of each (all on the gradient path when the
 //              embedding is trained or adapted), dW of trained weights only, and LoRA's thin GEMMs.
-// On CPU the matmuls dominate a step, so roofline_s / step_s says how much of the step is anything else.
+// On CPU the matmuls dominate a step, so roofline / step says how much of the step is anything else. The
+// floor is measured again right after every timed step and each step is set against its own floor.
 #include "bench/gemm_floor.h"
 #include "models/causal_lm.h"
 
@@ -44,7 +45,10 @@ struct TrainBenchResult {
   double forward_s = 0, backward_s = 0, optimizer_s = 0;  // medians of the step's parts
   double loss_first = 0, loss_last = 0;
   double gemm_gflop = 0;  // matmul work of one step
+  // Floors measured after each timed step; roofline_* are their medians, roofline_pct the median of
+  // the per-step ratios floor / step (roofline_pct_per_step).
   double roofline_s = 0, roofline_forward_s = 0, roofline_backward_s = 0, roofline_pct = 0;
+  std::vector<double> roofline_pct_per_step;
   std::map<std::string, double> gemm_gflops;  // measured rate per dtype over the step's GEMMs of that dtype
   double rss_after_load_mb = 0, peak_rss_over_load_mb = 0, memory_per_token_kb = 0;
   std::string to_json() const;

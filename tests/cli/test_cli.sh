@@ -141,7 +141,7 @@ check "bench-model: JSON with floors" python3 -c "import json,sys; j=json.load(o
 check "bench-train: unknown --mode fails" run 1 bench-train --model preset:mamba-tiny --mode lora-fp8
 check "bench-train: unknown --mode: one line" one_line_error
 check "bench-train: unknown --mode named" grep -q '^mamba-ft: error: bench-train: --mode must be full-fp32, full-bf16, lora-fp32 or lora-bf16; got "lora-fp8"' "$tmp/err"
-check "bench-train on a tiny preset" run 0 bench-train --model preset:mamba-tiny --mode lora-bf16 --seq 16 --steps 1 --warmup 0 --gemm-repeats 1 --json
+check "bench-train on a tiny preset" run 0 bench-train --model preset:mamba-tiny --mode lora-bf16 --seq 16 --steps 2 --warmup 0 --gemm-repeats 1 --json
 check "bench-train: JSON keys" python3 - "$tmp/out" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -150,6 +150,10 @@ keys = ["tokens_per_s", "step_s", "forward_s", "backward_s", "optimizer_s", "roo
 assert all(k in j for k in keys), [k for k in keys if k not in j]
 assert j["mode"] == "lora-bf16" and j["seq"] == 16 and j["tokens_per_s"] > 0 and j["roofline_s"] > 0, j
 assert set(j["gemm_gflops"]) == {"bf16", "fp32"} and "in_proj" in j["lora_targets"], j
+# One floor per timed step, each step against its own floor; the reported value is their median.
+per = j["roofline_pct_per_step"]
+assert len(per) == 2 and all(p > 0 for p in per) and min(per) <= j["roofline_pct"] <= max(per), j
+assert j["peak_rss_over_load_mb"] > 0, j
 PY
 
 # score: lm-eval loglikelihood requests (JSONL) on a tiny preset with the byte tokenizer: results in input
