@@ -179,21 +179,30 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
   const StepGemms gemms =
       step_gemms(model, tokens, mode.dtype == at::kFloat ? std::nullopt : std::optional<at::ScalarType>(mode.dtype));
   std::vector<double> floors, floor_fwd, floor_bwd;
-  std::map<std::string, std::pair<double, double>> by_dtype;  // dtype -> (flops, seconds), last round
+  std::map<std::string, double> dtype_flops;                // dtype -> the step's GEMM FLOPs in it
+  std::map<std::string, std::vector<double>> dtype_seconds;  // dtype -> their floor, per round
+  auto dtype_name = [](const Gemm& g) {
+    return g.dtype == at::kBFloat16 ? "bf16" : g.dtype == at::kHalf ? "fp16" : "fp32";
+  };
+  for (const auto* list : {&gemms.forward, &gemms.backward}) {
+    for (const Gemm& g : *list) {
+      dtype_flops[dtype_name(g)] += g.flops();
+      r.gemm_gflop += g.flops() / 1e9;
+    }
+  }
   auto measure_floor = [&] {
     at::NoGradGuard no_grad;
     GemmTimer timer(o.gemm_repeats);
     double f = 0, b = 0;
-    by_dtype.clear();
+    std::map<std::string, double> secs;
     for (const auto* list : {&gemms.forward, &gemms.backward}) {
       for (const Gemm& g : *list) {
         const double sec = timer.seconds(g);
         (list == &gemms.forward ? f : b) += sec;
-        auto& [flops, secs] = by_dtype[g.dtype == at::kBFloat16 ? "bf16" : g.dtype == at::kHalf ? "fp16" : "fp32"];
-        flops += g.flops();
-        secs += sec;
+        secs[dtype_name(g)] += sec;
       }
     }
+    for (const auto& [dtype, sec] : secs) dtype_seconds[dtype].push_back(sec);
     floor_fwd.push_back(f);
     floor_bwd.push_back(b);
     floors.push_back(f + b);
@@ -237,10 +246,7 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     torch::autograd::profiler::disableProfiler()->save(o.trace_path);
   }
 
-  for (const auto* list : {&gemms.forward, &gemms.backward}) {
-    for (const Gemm& g : *list) r.gemm_gflop += g.flops() / 1e9;
-  }
-  for (const auto& [dtype, fs] : by_dtype) r.gemm_gflops[dtype] = fs.first / fs.second / 1e9;
+  for (const auto& [dtype, flops] : dtype_flops) r.gemm_gflops[dtype] = flops / median(dtype_seconds[dtype]) / 1e9;
   return r;
 }
 

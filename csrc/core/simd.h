@@ -235,6 +235,39 @@ inline VD vsilu(VD x) {
   return x * vsigmoid(x);
 }
 
+// Σ a[i] b[i] and Σ v[i] over arrays, in kLanes partial sums added at the end: a fixed order (the same
+// bits at any thread count), and no chain of dependent scalar adds (which GCC must keep without
+// -ffast-math). S is float or double.
+template <typename S>
+inline S dot(const S* a, const S* b, int64_t n) {
+  using V = Vec<S>;
+  V acc{};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    V av, bv;
+    std::memcpy(&av, a + i, sizeof av);
+    std::memcpy(&bv, b + i, sizeof bv);
+    acc += av * bv;
+  }
+  S s = hsum(acc);
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+template <typename S>
+inline S sum(const S* v, int64_t n) {
+  using V = Vec<S>;
+  V acc{};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    V x;
+    std::memcpy(&x, v + i, sizeof x);
+    acc += x;
+  }
+  S s = hsum(acc);
+  for (; i < n; ++i) s += v[i];
+  return s;
+}
+
 // In-place silu / sigmoid' helpers over arrays (vectorised for fp32, libm for fp64).
 template <typename S, typename VFn, typename SFn>
 inline void map_inplace(S* v, int64_t n, VFn vf, SFn sf) {

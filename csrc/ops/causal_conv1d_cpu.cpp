@@ -61,23 +61,6 @@ S axpy_dot(S w, const S* __restrict g, const S* __restrict src, S* __restrict ds
   return sum;
 }
 
-// Σ v[t] for t < n, in kLanes partial sums.
-template <typename S>
-S lane_sum(const S* v, int64_t n) {
-  using V = simd::Vec<S>;
-  constexpr int64_t kL = simd::kLanes;
-  V acc{};
-  int64_t t = 0;
-  for (; t + kL <= n; t += kL) {
-    V x;
-    std::memcpy(&x, v + t, sizeof x);
-    acc += x;
-  }
-  S sum = simd::hsum(acc);
-  for (; t < n; ++t) sum += v[t];
-  return sum;
-}
-
 template <typename S>
 inline S sigmoid(S v) {
   return S(1) / (S(1) + std::exp(-v));
@@ -198,7 +181,7 @@ ConvGrads backward_impl(const ConvOperands& op, const at::Tensor& dout_in, bool 
       }
       std::fill(dxp.begin(), dxp.end(), S(0));
       S* dw = dw_part.mutable_data_ptr<S>() + row * g.width;
-      const S db = lane_sum(gr.data(), g.seqlen);
+      const S db = simd::sum(gr.data(), g.seqlen);
       for (int64_t k = 0; k < g.width; ++k) {
         const S* g_k = gr.data();
         if (masked) {  // tap k's gradient with the taps that cross a document boundary zeroed

@@ -15,23 +15,6 @@ namespace {
 
 constexpr int64_t kRowBlock = 16;  // rows per task and per weight-gradient partial sum
 
-// Σ a[j] b[j] in kLanes partial sums (fixed order).
-template <typename S>
-S dot(const S* a, const S* b, int64_t n) {
-  using V = simd::Vec<S>;
-  V acc{};
-  int64_t j = 0;
-  for (; j + simd::kLanes <= n; j += simd::kLanes) {
-    V av, bv;
-    std::memcpy(&av, a + j, sizeof av);
-    std::memcpy(&bv, b + j, sizeof bv);
-    acc += av * bv;
-  }
-  S s = simd::hsum(acc);
-  for (; j < n; ++j) s += a[j] * b[j];
-  return s;
-}
-
 // x, y (N, D); w (D,); r (N,) = 1 / sqrt(mean(x²) + eps), kept for the backward.
 template <typename S>
 void forward_rows(const S* x, const S* w, S* y, S* r, int64_t N, int64_t D, double eps) {
@@ -39,7 +22,7 @@ void forward_rows(const S* x, const S* w, S* y, S* r, int64_t N, int64_t D, doub
     for (int64_t i = begin; i < end; ++i) {
       const S* xi = x + i * D;
       S* yi = y + i * D;
-      const S ri = S(1) / std::sqrt(dot(xi, xi, D) / S(D) + S(eps));
+      const S ri = S(1) / std::sqrt(simd::dot(xi, xi, D) / S(D) + S(eps));
       r[i] = ri;
       for (int64_t j = 0; j < D; ++j) yi[j] = w[j] * (xi[j] * ri);
     }
@@ -64,7 +47,7 @@ void backward_rows(const S* dy, const S* x, const S* w, const S* r, S* dx, S* dw
           g[j] = dyi[j] * w[j];
           pw[j] += dyi[j] * (xi[j] * ri);
         }
-        const S c = dot(g.data(), xi, D) * ri / S(D);  // mean(g x̂)
+        const S c = simd::dot(g.data(), xi, D) * ri / S(D);  // mean(g x̂)
         S* dxi = dx + i * D;
         for (int64_t j = 0; j < D; ++j) dxi[j] = ri * (g[j] - (xi[j] * ri) * c);
       }

@@ -117,9 +117,9 @@ void set_lr(torch::optim::Optimizer& opt, double lr) {
 namespace {
 
 // Σ x² over contiguous CPU fp32 tensors, in one parallel pass: the tensors are cut into fixed blocks of
-// 64 Ki elements, each summed in kLanes fp32 partial sums, the blocks' sums added in order in fp64 (a
-// fixed order: deterministic at any thread count). On CPU at::_foreach_norm falls back to one norm per
-// tensor (mamba-130m: 243 calls, 46 ms; this pass: see bench-train).
+// 64 Ki elements, each summed by simd::dot, the blocks' sums added in order in fp64 (a fixed order: the
+// same bits at any thread count). On CPU at::_foreach_norm falls back to one norm per tensor
+// (mamba-130m: 243 calls, 46 ms).
 double cpu_fp32_sum_of_squares(const std::vector<at::Tensor>& ts) {
   constexpr int64_t kBlock = int64_t(1) << 16;
   struct Block {
@@ -134,19 +134,7 @@ double cpu_fp32_sum_of_squares(const std::vector<at::Tensor>& ts) {
   std::vector<double> sums(blocks.size(), 0.0);
   at::parallel_for(0, int64_t(blocks.size()), 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const float* p = blocks[b].p;
-      const int64_t n = blocks[b].n;
-      simd::VF acc{};
-      int64_t i = 0;
-      for (; i + simd::kLanes <= n; i += simd::kLanes) {
-        simd::VF x;
-        std::memcpy(&x, p + i, sizeof x);
-        acc += x * x;
-      }
-      double s = 0;
-      for (int k = 0; k < simd::kLanes; ++k) s += double(acc[k]);
-      for (; i < n; ++i) s += double(p[i]) * double(p[i]);
-      sums[b] = s;
+      sums[b] = double(simd::dot(blocks[b].p, blocks[b].p, blocks[b].n));
     }
   });
   double total = 0;
