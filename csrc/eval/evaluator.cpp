@@ -8,6 +8,7 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <set>
@@ -182,7 +183,11 @@ nlohmann::json evaluate(models::CausalLM& model, const Tokenizer& tokenizer, con
     const auto& r = std::get<LoglikelihoodRequest>(requests[i]);
     return fmt::format("eval request {} (context \"{}...\")", i, r.context.substr(0, 40));
   };
+  int64_t model_tokens = 0;
+  if (so.forwarded_tokens == nullptr) so.forwarded_tokens = &model_tokens;
+  const auto score_start = std::chrono::steady_clock::now();
   const std::vector<ScoreResult> results = score(model, tokenizer, requests, so);
+  const double score_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - score_start).count();
 
   // Results per seed, per shot count, in lm-eval's shape.
   nlohmann::json by_seed = nlohmann::json::object();
@@ -243,6 +248,8 @@ nlohmann::json evaluate(models::CausalLM& model, const Tokenizer& tokenizer, con
   out["shots"] = by_seed[std::to_string(o.seeds.front())]["shots"];
   if (o.seeds.size() > 1) out["seeds"] = by_seed;
   out["n_requests"] = requests.size();
+  out["n_model_tokens"] = *so.forwarded_tokens;  // input tokens the model ran (padding included)
+  out["score_s"] = score_s;                      // seconds in the loglikelihood engine
   return out;
 }
 

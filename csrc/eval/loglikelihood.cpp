@@ -1,5 +1,7 @@
 #include "eval/loglikelihood.h"
 
+#include "eval/tree_scoring.h"
+
 #include "tokenizer/utf8.h"
 
 #include <ATen/ATen.h>
@@ -126,16 +128,10 @@ void score_batch(models::CausalLM& model, const std::vector<Sequence>& seqs, siz
   if (forwarded) *forwarded += ids.numel();
   const at::Tensor logits = model.forward(ids.to(device));  // (B, T, V) fp32
   TORCH_INTERNAL_ASSERT(logits.dim() == 3 && logits.size(0) == batch && logits.size(1) == width);
-  const auto n = static_cast<int64_t>(rows.size());
-  const at::Tensor row_index = at::from_blob(rows.data(), {n}, at::kLong).to(device);
-  const at::Tensor target = at::from_blob(targets.data(), {n}, at::kLong).to(device);
-  // (N, V): log_softmax over the whole output layer, rows beyond the tokenizer's vocabulary included, as lm-eval.
-  const at::Tensor logp =
-      at::log_softmax(logits.reshape({-1, logits.size(2)}).index_select(0, row_index), -1, at::kFloat);
-  const at::Tensor picked = logp.gather(1, target.unsqueeze(1)).squeeze(1).to(at::kCPU, at::kDouble);  // (N,)
-  const at::Tensor greedy = logp.argmax(-1).eq(target).to(at::kCPU);                                   // (N,)
-  const double* picked_data = picked.data_ptr<double>();
-  const bool* greedy_data = greedy.data_ptr<bool>();
+  // log_softmax over the whole output layer, rows beyond the tokenizer's vocabulary included, as lm-eval.
+  std::vector<double> picked;
+  std::vector<bool> greedy;
+  score_rows(logits.reshape({-1, logits.size(2)}), rows, targets, picked, greedy);
   int64_t r = 0;
   for (size_t s = begin; s < end; ++s) {
     for (const size_t p : seqs[s].pairs) {
@@ -143,8 +139,8 @@ void score_batch(models::CausalLM& model, const std::vector<Sequence>& seqs, siz
       score.loglikelihood = 0;
       score.is_greedy = true;
       for (size_t k = 0; k < pairs[p].continuation.size(); ++k, ++r) {
-        score.loglikelihood += picked_data[r];
-        score.is_greedy = score.is_greedy && greedy_data[r];
+        score.loglikelihood += picked[static_cast<size_t>(r)];
+        score.is_greedy = score.is_greedy && greedy[static_cast<size_t>(r)];
       }
     }
   }
@@ -177,36 +173,15 @@ std::pair<std::vector<std::vector<size_t>>, std::vector<size_t>> shared_context_
   return {std::move(groups), std::move(rest)};
 }
 
-// Adds log P(target) and whether it is the argmax, for each (row of log_probs, target) pair.
-void pick(const at::Tensor& log_probs, const std::vector<int64_t>& targets, std::vector<double>& ll,
-          std::vector<bool>& greedy) {
-  const auto n = static_cast<int64_t>(targets.size());
-  const at::Tensor target = at::from_blob(const_cast<int64_t*>(targets.data()), {n}, at::kLong).to(log_probs.device());
-  const at::Tensor picked = log_probs.gather(1, target.unsqueeze(1)).squeeze(1).to(at::kCPU, at::kDouble);
-  const at::Tensor is_max = log_probs.argmax(-1).eq(target).to(at::kCPU);
-  for (int64_t r = 0; r < n; ++r) {
-    ll.push_back(picked.data_ptr<double>()[r]);
-    greedy.push_back(is_max.data_ptr<bool>()[r]);
-  }
-}
-
 // Contexts of consecutive groups (in token order) often share a long prefix: the few-shot examples of an
 // MMLU subject, a task description. The decoding state after the prefix the next group shares is kept, and
-// that group's context starts from it. Below this many shared tokens a split prefill is not worth it.
-constexpr size_t kMinSharedPrefix = 16;
+// that group's context starts from it (when they share at least kMinSharedPrefixTokens).
 
 struct PrefixState {
   std::unique_ptr<models::DecodeCache> cache;  // batch 1, after `length` tokens of the previous context
   size_t length = 0;
   const std::vector<int64_t>* tokens = nullptr;  // the context it came from
 };
-
-size_t common_prefix(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
-  const size_t n = std::min(a.size(), b.size());
-  size_t k = 0;
-  while (k < n && a[k] == b[k]) ++k;
-  return k;
-}
 
 // Runs `context` (batch 1) into a cache and returns its last position's logits (1, V). Starts from `state`
 // when that holds a prefix of this context; leaves in `state` the cache after the first `keep` tokens
@@ -215,7 +190,7 @@ at::Tensor run_context(models::CausalLM& model, const std::vector<int64_t>& cont
                        const c10::Device& device, std::unique_ptr<models::DecodeCache>& cache, int64_t* forwarded) {
   size_t start = 0;
   const bool reuse =
-      state.cache && state.length < context.size() && common_prefix(*state.tokens, context) >= state.length;
+      state.cache && state.length < context.size() && common_prefix_length(*state.tokens, context) >= state.length;
   if (reuse) {
     cache = state.cache->repeat(1);  // a copy: the state may serve the next context too
     start = state.length;
@@ -228,7 +203,7 @@ at::Tensor run_context(models::CausalLM& model, const std::vector<int64_t>& cont
     if (forwarded) *forwarded += ids.numel();
     return model.forward_cached(ids, *cache, last_logits);
   };
-  const bool share_next = keep >= kMinSharedPrefix && keep < context.size();
+  const bool share_next = keep >= kMinSharedPrefixTokens && keep < context.size();
   if (share_next && keep > start) {
     chunk(start, keep, 1);
     state.cache = cache->repeat(1);
@@ -253,11 +228,11 @@ void score_shared_context(models::CausalLM& model, const std::vector<TokenPair>&
   const auto n = static_cast<int64_t>(group.size());
   std::unique_ptr<models::DecodeCache> cache;
   const at::Tensor last = run_context(model, context, keep, state, device, cache, forwarded);  // (1, V)
-  std::vector<int64_t> rows, targets;  // first continuation tokens: one row of `last` each
+  std::vector<int64_t> rows(group.size(), 0), targets;  // first continuation tokens: row 0 of `last` each
   for (const size_t p : group) targets.push_back(pairs[p].continuation[0]);
   std::vector<double> ll;
   std::vector<bool> greedy;
-  pick(at::log_softmax(last, -1, at::kFloat).expand({n, last.size(1)}), targets, ll, greedy);
+  score_rows(last, rows, targets, ll, greedy);
   for (int64_t i = 0; i < n; ++i) out[group[i]] = {ll[i], greedy[i]};
 
   size_t width = 0;
@@ -265,6 +240,7 @@ void score_shared_context(models::CausalLM& model, const std::vector<TokenPair>&
   if (width == 0) return;
   at::Tensor ids = at::zeros({n, static_cast<int64_t>(width)}, at::kLong);  // right padding with id 0
   auto* ids_data = ids.data_ptr<int64_t>();
+  rows.clear();
   targets.clear();
   for (int64_t i = 0; i < n; ++i) {
     const auto& cont = pairs[group[i]].continuation;
@@ -277,11 +253,7 @@ void score_shared_context(models::CausalLM& model, const std::vector<TokenPair>&
   auto repeated = cache->repeat(n);
   if (forwarded) *forwarded += ids.numel();
   const at::Tensor logits = model.forward_cached(ids.to(device), *repeated);  // (n, width, V)
-  const at::Tensor row_index = at::from_blob(rows.data(), {static_cast<int64_t>(rows.size())}, at::kLong).to(device);
-  ll.clear();
-  greedy.clear();
-  pick(at::log_softmax(logits.reshape({-1, logits.size(2)}).index_select(0, row_index), -1, at::kFloat), targets, ll,
-       greedy);
+  score_rows(logits.reshape({-1, logits.size(2)}), rows, targets, ll, greedy);
   size_t r = 0;
   for (int64_t i = 0; i < n; ++i) {
     TokenScore& s = out[group[i]];
@@ -378,10 +350,17 @@ std::vector<TokenScore> score_tokens(models::CausalLM& model, const std::vector<
   std::vector<TokenScore> out(pairs.size());
   const c10::Device device = model_device(model);
   at::NoGradGuard no_grad;
-  // Pairs that share their context: the context once, then the continuations from its state.
+  // Pairs that share their context: the context once, then the continuations from its state; for
+  // attention models, every pair whose input is its whole text goes into tree-packed rows instead.
   std::vector<std::vector<size_t>> groups;
-  std::vector<size_t> rest;
-  if (options.share_contexts) {
+  std::vector<size_t> rest, tree;
+  const bool use_tree = options.share_contexts && model.supports_tree_attention();
+  if (use_tree) {
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      const size_t n = pairs[i].context.size() + pairs[i].continuation.size();
+      (n <= static_cast<size_t>(options.max_length) + 1 ? tree : rest).push_back(i);
+    }
+  } else if (options.share_contexts) {
     std::tie(groups, rest) = shared_context_groups(pairs, options.max_length);
   } else {
     for (size_t i = 0; i < pairs.size(); ++i) rest.push_back(i);
@@ -391,13 +370,24 @@ std::vector<TokenScore> score_tokens(models::CausalLM& model, const std::vector<
   for (const size_t i : rest) rest_pairs.push_back(pairs[i]);
   const Plan plan = plan_inputs(rest_pairs, options.max_length);
   const std::vector<Sequence>& seqs = plan.seqs;
-  int64_t total = static_cast<int64_t>(seqs.size()), done = 0;
+  int64_t total = static_cast<int64_t>(seqs.size() + tree.size()), done = 0;
   for (const auto& g : groups) total += static_cast<int64_t>(g.size());
+  if (!tree.empty()) {
+    TreeScoringOptions tree_options;
+    tree_options.row_tokens = options.tree_row_tokens;
+    tree_options.share_prefixes = options.share_prefixes;
+    tree_options.forwarded = options.forwarded_tokens;
+    tree_options.progress = [&](int64_t pairs_done) {
+      if (options.progress) options.progress(pairs_done, total);
+    };
+    score_tree(model, pairs, tree, device, tree_options, out);
+    done = static_cast<int64_t>(tree.size());
+  }
   PrefixState prefix;
   for (size_t i = 0; i < groups.size(); ++i) {
     const auto& g = groups[i];
     const size_t keep = i + 1 < groups.size() && options.share_prefixes
-                            ? common_prefix(pairs[g[0]].context, pairs[groups[i + 1][0]].context)
+                            ? common_prefix_length(pairs[g[0]].context, pairs[groups[i + 1][0]].context)
                             : 0;
     score_shared_context(model, pairs, g, keep, prefix, device, out, options.forwarded_tokens);
     done += static_cast<int64_t>(g.size());

@@ -26,6 +26,11 @@ namespace mft::eval {
 // configs name none; GPT-NeoX's max_position_embeddings is 2048 for Pythia).
 constexpr int64_t kDefaultMaxLength = 2048;
 
+// Tokens a tree-packed row aims at (eval/tree_scoring.h): wide enough for efficient matrix products, narrow
+// enough that its dense (T, past + T) attention mask costs little next to them. A group of pairs longer
+// than this gets a row of its own.
+constexpr int64_t kTreeRowTokens = 512;
+
 struct LoglikelihoodRequest {
   std::string context, continuation;
 };
@@ -67,6 +72,9 @@ struct ScoreOptions {
   // With share_contexts: consecutive shared contexts (in token order) that begin with the same tokens (an
   // MMLU subject's few-shot examples) run that prefix once; the next context continues from its state.
   bool share_prefixes = true;
+  // With share_contexts, for attention models (GPT-NeoX): tokens per tree-packed row (eval/tree_scoring.h);
+  // such models score every pair that needs no left truncation that way (batch_size does not apply).
+  int64_t tree_row_tokens = kTreeRowTokens;
   // When set, incremented by the number of input tokens the model ran (tests and benchmarks).
   int64_t* forwarded_tokens = nullptr;
   // Called after each forward pass with (sequences scored, sequences in all): one sequence per pair, one

@@ -28,6 +28,16 @@ torch::nn::Linear register_untied_head(torch::nn::Module& owner, const std::stri
   return head;
 }
 
+void DecodeCache::truncate(int64_t) {
+  TORCH_CHECK(false, "this model's decoding cache is a recurrent state and cannot be truncated");
+}
+
+at::Tensor CausalLM::forward_tree(const at::Tensor&, const at::Tensor&, const at::Tensor&, DecodeCache*,
+                                  const at::Tensor&) {
+  TORCH_CHECK(false, family(), ": tree-packed scoring needs attention; this model family has none (check ",
+              "supports_tree_attention() first)");
+}
+
 at::Tensor last_positions(const at::Tensor& h, int64_t n) {
   const int64_t length = h.size(1);
   return n > 0 && n < length ? h.narrow(1, length - n, n) : h;

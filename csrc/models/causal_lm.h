@@ -23,6 +23,9 @@ struct DecodeCache {
   // The fixed-size recurrent state of each layer (Mamba, Mamba-2: the SSM state (B, ...), fp32), for
   // stability analysis; empty for models whose cache grows with the sequence (GPT-NeoX's keys and values).
   virtual std::vector<at::Tensor*> recurrent_states() { return {}; }
+  // Forgets every token after the first `n` (0 <= n <= length): caches that keep each token (GPT-NeoX's
+  // keys and values) can; recurrent states cannot go back and say so.
+  virtual void truncate(int64_t n);
   int64_t batch = 0;
   int64_t length = 0;  // tokens consumed so far
 };
@@ -43,6 +46,17 @@ class CausalLM : public torch::nn::Module {
   virtual at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache, int64_t last_logits = 0) = 0;
   // An empty cache for `batch` sequences, on the model's device and in its dtype.
   virtual std::unique_ptr<DecodeCache> new_cache(int64_t batch) = 0;
+  // Tree-packed scoring (models whose tokens attend to an arbitrary set of earlier tokens: GPT-NeoX; not
+  // recurrent models): several sequences that share prefixes run as one row, each shared token once.
+  //   input_ids (1, T); positions (T) int64, each token's position in its own sequence;
+  //   visible (T, past + T) bool: the cached and row tokens each token attends to (itself included);
+  //     undefined: the row is one plain sequence continuing the cache (causal attention);
+  //   cache: nullptr, or a batch-1 cache holding `past` tokens, all of them before every row token's
+  //     position; its tokens stay as they are (its spare capacity serves as scratch);
+  //   logit_rows (N) int64: the row tokens that get logits -> (N, vocab) fp32.
+  virtual bool supports_tree_attention() const { return false; }
+  virtual at::Tensor forward_tree(const at::Tensor& input_ids, const at::Tensor& positions, const at::Tensor& visible,
+                                  DecodeCache* cache, const at::Tensor& logit_rows);
   virtual std::string family() const = 0;  // "mamba", "mamba2", "gpt_neox" (HF model_type)
   virtual int64_t vocab_size() const = 0;  // rows of the output layer (may exceed the tokenizer's)
   // Parameters whose values the checkpoint holds, by HF name (shared tensors appear once).

@@ -119,12 +119,7 @@ at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& co
   at::Tensor k = apply_rotary(qkv.narrow(-1, head_size, head_size), cos, sin, rotary_ndims);
   at::Tensor v = qkv.narrow(-1, 2 * head_size, head_size);
   at::Tensor o;  // (B, H, L, hd)
-  if (mask.defined()) {
-    TORCH_CHECK(kv == nullptr, "gpt_neox: packed documents (seq_idx) cannot be decoded with a cache");
-    o = at::scaled_dot_product_attention(q, k, v, mask);
-  } else if (kv == nullptr) {
-    o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
-  } else {
+  if (kv != nullptr) {
     const int64_t total = past + L;
     if (!kv->k.defined() || kv->k.size(2) < total) {  // grow by doubling: amortised O(1) per token
       const int64_t cap = std::max<int64_t>(total, kv->k.defined() ? 2 * kv->k.size(2) : 64);
@@ -140,16 +135,18 @@ at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& co
     kv->v.narrow(2, past, L).copy_(v);
     k = kv->k.narrow(2, 0, total);
     v = kv->v.narrow(2, 0, total);
-    if (past == 0) {
-      o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
-    } else if (L == 1) {
-      o = at::scaled_dot_product_attention(q, k, v);  // the new token sees everything before it
-    } else {
-      // Query i (position past + i) sees keys 0 .. past + i.
-      const at::Tensor rows = at::arange(past, total, x.options().dtype(at::kLong)).unsqueeze(1);
-      const at::Tensor cols = at::arange(total, x.options().dtype(at::kLong)).unsqueeze(0);
-      o = at::scaled_dot_product_attention(q, k, v, cols.le(rows));
-    }
+  }
+  if (mask.defined()) {
+    o = at::scaled_dot_product_attention(q, k, v, mask);
+  } else if (past == 0) {
+    o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+  } else if (L == 1) {
+    o = at::scaled_dot_product_attention(q, k, v);  // the new token sees everything before it
+  } else {
+    // Query i (position past + i) sees keys 0 .. past + i.
+    const at::Tensor rows = at::arange(past, past + L, x.options().dtype(at::kLong)).unsqueeze(1);
+    const at::Tensor cols = at::arange(past + L, x.options().dtype(at::kLong)).unsqueeze(0);
+    o = at::scaled_dot_product_attention(q, k, v, cols.le(rows));
   }
   return adapted_linear(*dense, o.transpose(1, 2).reshape({B, L, heads * head_size}));
 }
@@ -196,6 +193,11 @@ std::unique_ptr<DecodeCache> GPTNeoXCache::repeat(int64_t n) const {
   return c;
 }
 
+void GPTNeoXCache::truncate(int64_t n) {
+  TORCH_CHECK(n >= 0 && n <= length, "gpt_neox: cannot truncate a cache of ", length, " tokens to ", n);
+  length = n;  // the keys and values after n are spare capacity from now on
+}
+
 std::unique_ptr<DecodeCache> GPTNeoXForCausalLMImpl::new_cache(int64_t batch) {
   auto cache = std::make_unique<GPTNeoXCache>();
   cache->batch = batch;
@@ -207,13 +209,11 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
                                        const std::optional<at::Tensor>& seq_idx, int64_t last_logits) {
   check_input_ids(input_ids, config.vocab_size, "gpt_neox");
   check_seq_idx(seq_idx, input_ids, "gpt_neox");
-  const int64_t B = input_ids.size(0), L = input_ids.size(1), rot = config.rotary_ndims();
+  const int64_t B = input_ids.size(0), L = input_ids.size(1);
   const int64_t past = cache ? cache->length : 0;
-  // inv_freq[j] = base^(-2j / rot); angles duplicated to rot dims. Positions past..past+L-1, or, for packed
-  // documents, counted from each document's start, with attention kept inside the document.
+  // Positions past..past+L-1, or, for packed documents, counted from each document's start, with attention
+  // kept inside the document.
   const auto f32 = embed_in->weight.options().dtype(at::kFloat);
-  const at::Tensor inv_freq =
-      at::pow(config.rotary_emb_base, -at::arange(0, rot, 2, f32) / double(std::max<int64_t>(rot, 1)));
   at::Tensor positions = at::arange(past, past + L, f32);  // (L,)
   at::Tensor mask;
   if (seq_idx) {
@@ -226,6 +226,47 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
     const at::Tensor same = seq_idx->unsqueeze(2).eq(seq_idx->unsqueeze(1));                 // (B, L, L)
     mask = same.logical_and(at::ones({L, L}, same.options()).tril()).unsqueeze(1);            // (B, 1, L, L)
   }
+  at::Tensor head;
+  at::Tensor h = trunk(input_ids, positions, cache, past, mask, &head);
+  if (cache) cache->length += L;
+  h = final_layer_norm(last_positions(h, last_logits));
+  return at::linear(h, head).to(at::kFloat);  // head (V, D)
+}
+
+at::Tensor GPTNeoXForCausalLMImpl::forward_tree(const at::Tensor& input_ids, const at::Tensor& positions,
+                                                const at::Tensor& visible, DecodeCache* base,
+                                                const at::Tensor& logit_rows) {
+  check_input_ids(input_ids, config.vocab_size, "gpt_neox");
+  auto* cache = base ? dynamic_cast<GPTNeoXCache*>(base) : nullptr;
+  TORCH_CHECK(base == nullptr || (cache && cache->batch == 1 && cache->layers.size() == layers->size()),
+              "gpt_neox: forward_tree needs a batch-1 cache made by this model");
+  const int64_t T = input_ids.size(1), past = cache ? cache->length : 0;
+  TORCH_CHECK(input_ids.size(0) == 1, "gpt_neox: forward_tree takes one row (1, T); got ", input_ids.sizes());
+  TORCH_CHECK(positions.dim() == 1 && positions.size(0) == T && positions.scalar_type() == at::kLong,
+              "gpt_neox: forward_tree positions must be (", T, ") int64; got ", positions.sizes(), " ",
+              positions.scalar_type());
+  TORCH_CHECK(!visible.defined() || (visible.dim() == 2 && visible.size(0) == T && visible.size(1) == past + T &&
+                                      visible.scalar_type() == at::kBool),
+              "gpt_neox: forward_tree visible must be (", T, ", ", past + T, ") bool; got ", visible.sizes(), " ",
+              visible.scalar_type());
+  TORCH_CHECK(logit_rows.dim() == 1 && logit_rows.scalar_type() == at::kLong,
+              "gpt_neox: forward_tree logit_rows must be (N) int64; got ", logit_rows.sizes());
+  const auto f32 = embed_in->weight.options().dtype(at::kFloat);
+  at::Tensor head;
+  const at::Tensor mask = visible.defined() ? visible.unsqueeze(0).unsqueeze(0) : at::Tensor();  // (1, 1, T, past + T)
+  const at::Tensor h = trunk(input_ids, positions.to(f32), cache, past, mask, &head);
+  // Only the scored tokens go through the final norm and the output layer.
+  const at::Tensor picked = final_layer_norm(h.select(0, 0).index_select(0, logit_rows));  // (N, D)
+  return at::linear(picked, head).to(at::kFloat);                                           // (N, V)
+}
+
+at::Tensor GPTNeoXForCausalLMImpl::trunk(const at::Tensor& input_ids, const at::Tensor& positions, GPTNeoXCache* cache,
+                                         int64_t past, const at::Tensor& mask, at::Tensor* head) {
+  const int64_t rot = config.rotary_ndims();
+  // inv_freq[j] = base^(-2j / rot); angles duplicated to rot dims.
+  const auto f32 = embed_in->weight.options().dtype(at::kFloat);
+  const at::Tensor inv_freq =
+      at::pow(config.rotary_emb_base, -at::arange(0, rot, 2, f32) / double(std::max<int64_t>(rot, 1)));
   const at::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // (L, rot/2) or (B, 1, L, rot/2)
   const at::Tensor emb = at::cat({freqs, freqs}, -1);
   TiedUse in = config.tie_word_embeddings ? tied_lookup(*embed_in, input_ids)
@@ -241,9 +282,8 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
                     h);
     }
   }
-  if (cache) cache->length += L;
-  h = final_layer_norm(last_positions(h, last_logits));
-  return at::linear(h, in.head).to(at::kFloat);  // head (V, D)
+  *head = in.head;
+  return h;
 }
 
 std::map<std::string, std::shared_ptr<torch::nn::Module>> GPTNeoXForCausalLMImpl::hf_lora_modules() {

@@ -39,6 +39,7 @@ struct KVLayer {
 };
 struct GPTNeoXCache : DecodeCache {
   std::unique_ptr<DecodeCache> repeat(int64_t n) const override;
+  void truncate(int64_t n) override;
   std::vector<KVLayer> layers;
 };
 
@@ -47,7 +48,8 @@ class GPTNeoXLayerImpl : public torch::nn::Module {
   explicit GPTNeoXLayerImpl(const GPTNeoXConfig& c);
   // x: (B, L, D); cos, sin: (L, rotary_ndims) or (B, 1, L, rotary_ndims) for positions past..past+L-1. With `kv` (holding `past`
   // positions), attends to them too and appends this chunk's keys and values.
-  // `mask` (B, 1, L, L) bool, when given, replaces the causal mask (packed documents).
+  // `mask` (B, 1, L, past + L) bool, when given, replaces the causal mask (packed documents, trees); with
+  // a mask the cache's length is not the caller's concern: this chunk is written after `past` either way.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv = nullptr,
                      int64_t past = 0, const at::Tensor& mask = {});
   torch::nn::LayerNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -68,6 +70,9 @@ class GPTNeoXForCausalLMImpl : public CausalLM {
   at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
   at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache, int64_t last_logits = 0) override;
   std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
+  bool supports_tree_attention() const override { return true; }
+  at::Tensor forward_tree(const at::Tensor& input_ids, const at::Tensor& positions, const at::Tensor& visible,
+                          DecodeCache* cache, const at::Tensor& logit_rows) override;
   std::string family() const override { return "gpt_neox"; }
   int64_t vocab_size() const override { return config.vocab_size; }
   std::map<std::string, at::Tensor> hf_state_dict() override;
@@ -83,6 +88,12 @@ class GPTNeoXForCausalLMImpl : public CausalLM {
  private:
   at::Tensor run(const at::Tensor& input_ids, GPTNeoXCache* cache, const std::optional<at::Tensor>& seq_idx,
                  int64_t last_logits = 0);
+  // Embedding and layers: input_ids (B, L), positions (L) or (B, 1, L) fp32, mask as the layer's; with a
+  // cache, attends to its `past` tokens and writes this chunk's keys and values after them (the caller
+  // decides whether they count). Returns h (B, L, D) before the final norm and, in *head, the output
+  // layer's weight (V, D).
+  at::Tensor trunk(const at::Tensor& input_ids, const at::Tensor& positions, GPTNeoXCache* cache, int64_t past,
+                   const at::Tensor& mask, at::Tensor* head);
 };
 TORCH_MODULE(GPTNeoXForCausalLM);
 
