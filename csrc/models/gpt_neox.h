@@ -13,7 +13,10 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace mft::models {
 
@@ -43,6 +46,20 @@ struct GPTNeoXCache : DecodeCache {
   std::vector<KVLayer> layers;
 };
 
+// A tree row (CausalLM::forward_tree) split into segments: ranges of the row whose tokens see only the
+// cache and tokens of their own range. Attention then runs per segment over its own keys (row_mask) and
+// once for all tokens over the cache's keys, the two merged by their log-sum-exps: the same result as the
+// dense (T, past + T) mask, without the work on the masked-out blocks between segments.
+struct TreeAttention {
+  at::Tensor row_mask;  // (T, T) additive, 0 where visible and -inf elsewhere, in the model's dtype
+  std::vector<std::pair<int64_t, int64_t>> segments;  // [begin, end), covering the row in order
+};
+
+// A tree row's segments (visible (T, past + T) bool, as CausalLM::forward_tree takes it), when splitting
+// its attention pays: every row token sees the whole cache and only row tokens of its own segment, and the
+// (query, key) pairs the split skips outweigh its extra attention calls. row_mask in `dtype`.
+std::optional<TreeAttention> split_tree_row(const at::Tensor& visible, int64_t past, at::ScalarType dtype);
+
 class GPTNeoXLayerImpl : public torch::nn::Module {
  public:
   explicit GPTNeoXLayerImpl(const GPTNeoXConfig& c);
@@ -50,8 +67,10 @@ class GPTNeoXLayerImpl : public torch::nn::Module {
   // positions), attends to them too and appends this chunk's keys and values.
   // `mask` (B, 1, L, past + L) bool, when given, replaces the causal mask (packed documents, trees); with
   // a mask the cache's length is not the caller's concern: this chunk is written after `past` either way.
+  // `tree`, when given, replaces mask: a segmented tree row after `past` cached tokens (nothing is written
+  // to the cache).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv = nullptr,
-                     int64_t past = 0, const at::Tensor& mask = {});
+                     int64_t past = 0, const at::Tensor& mask = {}, const TreeAttention* tree = nullptr);
   torch::nn::LayerNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   torch::nn::Linear query_key_value{nullptr}, dense{nullptr}, dense_h_to_4h{nullptr}, dense_4h_to_h{nullptr};
   int64_t heads, head_size, rotary_ndims;
@@ -59,7 +78,7 @@ class GPTNeoXLayerImpl : public torch::nn::Module {
 
  private:
   at::Tensor attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv, int64_t past,
-                       const at::Tensor& mask);
+                       const at::Tensor& mask, const TreeAttention* tree);
   at::Tensor mlp(const at::Tensor& x);
 };
 TORCH_MODULE(GPTNeoXLayer);
@@ -93,7 +112,7 @@ class GPTNeoXForCausalLMImpl : public CausalLM {
   // decides whether they count). Returns h (B, L, D) before the final norm and, in *head, the output
   // layer's weight (V, D).
   at::Tensor trunk(const at::Tensor& input_ids, const at::Tensor& positions, GPTNeoXCache* cache, int64_t past,
-                   const at::Tensor& mask, at::Tensor* head);
+                   const at::Tensor& mask, at::Tensor* head, const TreeAttention* tree = nullptr);
 };
 TORCH_MODULE(GPTNeoXForCausalLM);
 

@@ -3,6 +3,7 @@
 // logits equal those of running each sequence alone, and the scores equal scoring each pair whole.
 #include "eval/loglikelihood.h"
 #include "eval/tree_scoring.h"
+#include "models/gpt_neox.h"
 #include "models/registry.h"
 #include "tokenizer/tokenizer.h"
 
@@ -154,6 +155,92 @@ TEST_CASE("forward_tree gives each packed token the logits of its own sequence",
     auto cache = mamba->new_cache(1);
     CHECK_THROWS_WITH(cache->truncate(0), Contains("cannot be truncated"));
   }
+}
+
+namespace {
+// A tree row as tree scoring builds it: groups side by side, each a context then continuations that see it.
+struct TreeRow {
+  Ids ids, positions;
+  at::Tensor visible;             // (T, past + T)
+  std::vector<Ids> sequences;     // each row token's whole sequence (prefix included) ...
+  std::vector<int64_t> position;  // ... and its position in it
+};
+
+TreeRow build_row(const std::vector<std::pair<Ids, std::vector<Ids>>>& groups, const Ids& prefix) {
+  TreeRow r;
+  const auto P = static_cast<int64_t>(prefix.size());
+  int64_t T = 0;
+  for (const auto& [ctx, conts] : groups) {
+    T += static_cast<int64_t>(ctx.size());
+    for (const auto& c : conts) T += static_cast<int64_t>(c.size());
+  }
+  r.visible = at::zeros({T, P + T}, at::kBool);
+  r.visible.narrow(1, 0, P).fill_(true);
+  for (const auto& [ctx, conts] : groups) {
+    const auto a = static_cast<int64_t>(r.ids.size()), c = static_cast<int64_t>(ctx.size());
+    for (int64_t j = 0; j < c; ++j) {
+      r.ids.push_back(ctx[static_cast<size_t>(j)]);
+      r.positions.push_back(P + j);
+      r.visible[a + j].narrow(0, P + a, j + 1).fill_(true);
+      r.sequences.push_back(concat(prefix, ctx));
+      r.position.push_back(P + j);
+    }
+    for (const auto& cont : conts) {
+      const auto b = static_cast<int64_t>(r.ids.size());
+      for (int64_t t = 0; t < static_cast<int64_t>(cont.size()); ++t) {
+        r.ids.push_back(cont[static_cast<size_t>(t)]);
+        r.positions.push_back(P + c + t);
+        r.visible[b + t].narrow(0, P + a, c).fill_(true);
+        r.visible[b + t].narrow(0, P + b, t + 1).fill_(true);
+        r.sequences.push_back(concat(concat(prefix, ctx), cont));
+        r.position.push_back(P + c + t);
+      }
+    }
+  }
+  return r;
+}
+}  // namespace
+
+TEST_CASE("long tree rows attend per segment with the dense mask's logits", "[tree_scoring]") {
+  at::NoGradGuard no_grad;
+  auto model = tiny_neox();
+  // Three groups of 60 + 10 + 12 tokens: wide enough that attention runs per group (plus the cache).
+  std::vector<std::pair<Ids, std::vector<Ids>>> groups;
+  for (int64_t g = 0; g < 3; ++g) groups.push_back({iota_ids(60, 11 * g), {iota_ids(10, 50 + g), iota_ids(12, 90 + g)}});
+  for (const int64_t past : {0, 20}) {
+    INFO("cached prefix of " << past);
+    const Ids prefix = iota_ids(past, 170);
+    const TreeRow row = build_row(groups, prefix);
+    const auto T = static_cast<int64_t>(row.ids.size());
+    const auto split = mft::models::split_tree_row(row.visible, past, at::kDouble);
+    REQUIRE(split.has_value());
+    CHECK(split->segments == std::vector<std::pair<int64_t, int64_t>>{{0, 82}, {82, 164}, {164, 246}});
+    auto cache = model->new_cache(1);
+    if (past > 0) model->forward_cached(ids_tensor(prefix), *cache);
+    const at::Tensor got = model->forward_tree(ids_tensor(row.ids), at::tensor(row.positions, at::kLong), row.visible,
+                                               past > 0 ? cache.get() : nullptr, at::arange(T, at::kLong));
+    std::vector<at::Tensor> want;
+    for (int64_t i = 0; i < T; ++i) {
+      want.push_back(model->forward(ids_tensor(row.sequences[static_cast<size_t>(i)]))[0][row.position[static_cast<size_t>(i)]]);
+    }
+    check_close(got, at::stack(want), "every row token");
+  }
+  // A token that sees an earlier group joins the two into one segment.
+  TreeRow joined = build_row(groups, {});
+  joined.visible[100][5] = true;
+  const auto two = mft::models::split_tree_row(joined.visible, 0, at::kFloat);
+  REQUIRE(two.has_value());
+  CHECK(two->segments == std::vector<std::pair<int64_t, int64_t>>{{0, 164}, {164, 246}});
+  // Rows too small to pay for the extra calls, a token that sees a later token or misses part of the
+  // cache: one dense mask.
+  const TreeRow small = build_row({{iota_ids(5, 1), {iota_ids(3, 9)}}, {iota_ids(4, 30), {}}}, {});
+  CHECK_FALSE(mft::models::split_tree_row(small.visible, 0, at::kFloat).has_value());
+  TreeRow ahead = build_row(groups, {});
+  ahead.visible[10][100] = true;
+  CHECK_FALSE(mft::models::split_tree_row(ahead.visible, 0, at::kFloat).has_value());
+  TreeRow partial = build_row(groups, iota_ids(4, 3));
+  partial.visible[7][1] = false;
+  CHECK_FALSE(mft::models::split_tree_row(partial.visible, 4, at::kFloat).has_value());
 }
 
 TEST_CASE("tree-packed scoring equals scoring every pair whole", "[tree_scoring]") {
