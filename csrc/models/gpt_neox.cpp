@@ -14,6 +14,7 @@
 #include <optional>
 #include <regex>
 #include <set>
+#include <tuple>
 
 namespace mft::models {
 namespace nn = torch::nn;
@@ -140,48 +141,75 @@ at::Tensor segmented_attention(const at::Tensor& q, const at::Tensor& k, const a
   return merged.to(q.scalar_type());
 }
 
+namespace {
+// Appends this chunk's keys and values (B, H, L, hd) after the `past` ones of `kv` (grown by doubling: amortised
+// O(1) per token) and returns all of them.
+std::pair<at::Tensor, at::Tensor> append_kv(KVLayer& kv, const at::Tensor& k, const at::Tensor& v, int64_t past) {
+  const int64_t B = k.size(0), heads = k.size(1), L = k.size(2), head_size = k.size(3), total = past + L;
+  if (!kv.k.defined() || kv.k.size(2) < total) {
+    const int64_t cap = std::max<int64_t>(total, kv.k.defined() ? 2 * kv.k.size(2) : 64);
+    at::Tensor nk = at::empty({B, heads, cap, head_size}, k.options()), nv = at::empty_like(nk);
+    if (past > 0) {
+      nk.narrow(2, 0, past).copy_(kv.k.narrow(2, 0, past));
+      nv.narrow(2, 0, past).copy_(kv.v.narrow(2, 0, past));
+    }
+    kv.k = nk;
+    kv.v = nv;
+  }
+  kv.k.narrow(2, past, L).copy_(k);
+  kv.v.narrow(2, past, L).copy_(v);
+  return {kv.k.narrow(2, 0, total), kv.v.narrow(2, 0, total)};
+}
+}  // namespace
+
 at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv,
-                                       int64_t past, const at::Tensor& mask, const TreeAttention* tree) {
+                                       int64_t past, const at::Tensor& mask, const TreeAttention* tree,
+                                       const at::Tensor& keep) {
   const int64_t B = x.size(0), L = x.size(1);
   // Fused projection interleaved per head: (B, L, H, [q | k | v] x head_size).
   const at::Tensor qkv = adapted_linear(*query_key_value, x).view({B, L, heads, 3 * head_size}).transpose(1, 2);  // (B, H, L, 3hd)
-  const at::Tensor q = apply_rotary(qkv.narrow(-1, 0, head_size), cos, sin, rotary_ndims);
+  at::Tensor q = apply_rotary(qkv.narrow(-1, 0, head_size), cos, sin, rotary_ndims);
   at::Tensor k = apply_rotary(qkv.narrow(-1, head_size, head_size), cos, sin, rotary_ndims);
   at::Tensor v = qkv.narrow(-1, 2 * head_size, head_size);
-  at::Tensor o;  // (B, H, L, hd)
-  if (tree != nullptr) {
-    o = segmented_attention(q, k, v, kv, past, *tree);
-  } else if (kv != nullptr) {
-    const int64_t total = past + L;
-    if (!kv->k.defined() || kv->k.size(2) < total) {  // grow by doubling: amortised O(1) per token
-      const int64_t cap = std::max<int64_t>(total, kv->k.defined() ? 2 * kv->k.size(2) : 64);
-      at::Tensor nk = at::empty({B, heads, cap, head_size}, k.options()), nv = at::empty_like(nk);
+  at::Tensor o;  // (B, H, L or N, hd)
+  if (keep.defined()) {
+    // Only the queries at positions past + keep[i] (N of them); every key and value is still needed.
+    at::Tensor visible;  // (N, past + L) or (B, 1, N, past + L): bool, or additive for a tree row
+    if (tree != nullptr) {
       if (past > 0) {
-        nk.narrow(2, 0, past).copy_(kv->k.narrow(2, 0, past));
-        nv.narrow(2, 0, past).copy_(kv->v.narrow(2, 0, past));
+        k = at::cat({kv->k.narrow(2, 0, past), k}, 2);
+        v = at::cat({kv->v.narrow(2, 0, past), v}, 2);
       }
-      kv->k = nk;
-      kv->v = nv;
+      const at::Tensor rows = tree->row_mask.index_select(0, keep);  // (N, L)
+      visible = at::cat({at::zeros({rows.size(0), past}, rows.options()), rows}, 1);
+    } else {
+      if (kv != nullptr) std::tie(k, v) = append_kv(*kv, k, v, past);
+      if (mask.defined()) {
+        visible = mask.index_select(-2, keep);
+      } else {  // causal: position past + keep[i] sees keys 0 .. past + keep[i]
+        const at::Tensor cols = at::arange(past + L, keep.options()).unsqueeze(0);
+        visible = cols.le((keep + past).unsqueeze(1));
+      }
     }
-    kv->k.narrow(2, past, L).copy_(k);
-    kv->v.narrow(2, past, L).copy_(v);
-    k = kv->k.narrow(2, 0, total);
-    v = kv->v.narrow(2, 0, total);
-  }
-  if (tree != nullptr) {
-  } else if (mask.defined()) {
-    o = at::scaled_dot_product_attention(q, k, v, mask);
-  } else if (past == 0) {
-    o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
-  } else if (L == 1) {
-    o = at::scaled_dot_product_attention(q, k, v);  // the new token sees everything before it
+    o = at::scaled_dot_product_attention(q.index_select(2, keep), k, v, visible);
+  } else if (tree != nullptr) {
+    o = segmented_attention(q, k, v, kv, past, *tree);
   } else {
-    // Query i (position past + i) sees keys 0 .. past + i.
-    const at::Tensor rows = at::arange(past, past + L, x.options().dtype(at::kLong)).unsqueeze(1);
-    const at::Tensor cols = at::arange(past + L, x.options().dtype(at::kLong)).unsqueeze(0);
-    o = at::scaled_dot_product_attention(q, k, v, cols.le(rows));
+    if (kv != nullptr) std::tie(k, v) = append_kv(*kv, k, v, past);
+    if (mask.defined()) {
+      o = at::scaled_dot_product_attention(q, k, v, mask);
+    } else if (past == 0) {
+      o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+    } else if (L == 1) {
+      o = at::scaled_dot_product_attention(q, k, v);  // the new token sees everything before it
+    } else {
+      // Query i (position past + i) sees keys 0 .. past + i.
+      const at::Tensor rows = at::arange(past, past + L, x.options().dtype(at::kLong)).unsqueeze(1);
+      const at::Tensor cols = at::arange(past + L, x.options().dtype(at::kLong)).unsqueeze(0);
+      o = at::scaled_dot_product_attention(q, k, v, cols.le(rows));
+    }
   }
-  return adapted_linear(*dense, o.transpose(1, 2).reshape({B, L, heads * head_size}));
+  return adapted_linear(*dense, o.transpose(1, 2).reshape({B, o.size(2), heads * head_size}));
 }
 
 at::Tensor GPTNeoXLayerImpl::mlp(const at::Tensor& x) {
@@ -189,10 +217,12 @@ at::Tensor GPTNeoXLayerImpl::mlp(const at::Tensor& x) {
 }
 
 at::Tensor GPTNeoXLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv,
-                                     int64_t past, const at::Tensor& mask, const TreeAttention* tree) {
-  const at::Tensor attn = attention(input_layernorm(x), cos, sin, kv, past, mask, tree);
-  if (parallel) return x + attn + mlp(post_attention_layernorm(x));
-  const at::Tensor h = x + attn;
+                                     int64_t past, const at::Tensor& mask, const TreeAttention* tree,
+                                     const at::Tensor& keep) {
+  const at::Tensor attn = attention(input_layernorm(x), cos, sin, kv, past, mask, tree, keep);
+  const at::Tensor x_kept = keep.defined() ? x.index_select(1, keep) : x;
+  if (parallel) return x_kept + attn + mlp(post_attention_layernorm(x_kept));
+  const at::Tensor h = x_kept + attn;
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -260,9 +290,12 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
     mask = same.logical_and(at::ones({L, L}, same.options()).tril()).unsqueeze(1);            // (B, 1, L, L)
   }
   at::Tensor head;
-  at::Tensor h = trunk(input_ids, positions, cache, past, mask, &head);
+  const at::Tensor keep = last_logits > 0 && last_logits < L
+                              ? at::arange(L - last_logits, L, input_ids.options().dtype(at::kLong))
+                              : at::Tensor();
+  at::Tensor h = trunk(input_ids, positions, cache, past, mask, &head, nullptr, keep);  // (B, L or last_logits, D)
   if (cache) cache->length += L;
-  h = final_layer_norm(last_positions(h, last_logits));
+  h = final_layer_norm(h);
   return at::linear(h, head).to(at::kFloat);  // head (V, D)
 }
 
@@ -337,15 +370,17 @@ at::Tensor GPTNeoXForCausalLMImpl::forward_tree(const at::Tensor& input_ids, con
   if (visible.defined() && input_ids.is_cpu()) tree = split_tree_row(visible, past, embed_in->weight.scalar_type());
   const at::Tensor mask =
       visible.defined() && !tree ? visible.unsqueeze(0).unsqueeze(0) : at::Tensor();  // (1, 1, T, past + T)
-  const at::Tensor h = trunk(input_ids, positions.to(f32), cache, past, mask, &head, tree ? &*tree : nullptr);
-  // Only the scored tokens go through the final norm and the output layer.
-  const at::Tensor picked = final_layer_norm(h.select(0, 0).index_select(0, logit_rows));  // (N, D)
-  return at::linear(picked, head).to(at::kFloat);                                           // (N, V)
+  // Only the scored tokens go through the last layer's attention output and MLP, the final norm and the
+  // output layer.
+  const at::Tensor h = trunk(input_ids, positions.to(f32), cache, past, mask, &head, tree ? &*tree : nullptr,
+                             logit_rows.numel() > 0 ? logit_rows : at::Tensor());
+  const at::Tensor picked = final_layer_norm(logit_rows.numel() > 0 ? h.select(0, 0) : h.select(0, 0).narrow(0, 0, 0));
+  return at::linear(picked, head).to(at::kFloat);  // (N, V)
 }
 
 at::Tensor GPTNeoXForCausalLMImpl::trunk(const at::Tensor& input_ids, const at::Tensor& positions, GPTNeoXCache* cache,
                                          int64_t past, const at::Tensor& mask, at::Tensor* head,
-                                         const TreeAttention* tree) {
+                                         const TreeAttention* tree, const at::Tensor& keep) {
   const int64_t rot = config.rotary_ndims();
   // inv_freq[j] = base^(-2j / rot); angles duplicated to rot dims.
   const auto f32 = embed_in->weight.options().dtype(at::kFloat);
@@ -359,12 +394,14 @@ at::Tensor GPTNeoXForCausalLMImpl::trunk(const at::Tensor& input_ids, const at::
   const at::Tensor cos = emb.cos().to(h.scalar_type()), sin = emb.sin().to(h.scalar_type());
   for (size_t i = 0; i < layers->size(); ++i) {
     GPTNeoXLayerImpl* layer = layers[i]->as<GPTNeoXLayer>();
+    // The last layer computes only the kept positions (keys and values still for all).
+    const at::Tensor kept = i + 1 == layers->size() ? keep : at::Tensor();
     if (cache) {
-      h = layer->forward(h, cos, sin, &cache->layers[i], past, mask, tree);
+      h = layer->forward(h, cos, sin, &cache->layers[i], past, mask, tree, kept);
     } else {
-      h = run_block(
-          [layer, cos, sin, mask, tree](const at::Tensor& x) { return layer->forward(x, cos, sin, nullptr, 0, mask, tree); },
-          h);
+      h = run_block([layer, cos, sin, mask, tree, kept](
+                        const at::Tensor& x) { return layer->forward(x, cos, sin, nullptr, 0, mask, tree, kept); },
+                    h);
     }
   }
   *head = in.head;

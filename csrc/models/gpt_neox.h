@@ -68,9 +68,11 @@ class GPTNeoXLayerImpl : public torch::nn::Module {
   // `mask` (B, 1, L, past + L) bool, when given, replaces the causal mask (packed documents, trees); with
   // a mask the cache's length is not the caller's concern: this chunk is written after `past` either way.
   // `tree`, when given, replaces mask: a segmented tree row after `past` cached tokens (nothing is written
-  // to the cache).
+  // to the cache). `keep` (N) int64, when given: only those positions' outputs, (B, N, D) (keys and values
+  // of all positions are still computed and cached).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv = nullptr,
-                     int64_t past = 0, const at::Tensor& mask = {}, const TreeAttention* tree = nullptr);
+                     int64_t past = 0, const at::Tensor& mask = {}, const TreeAttention* tree = nullptr,
+                     const at::Tensor& keep = {});
   torch::nn::LayerNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   torch::nn::Linear query_key_value{nullptr}, dense{nullptr}, dense_h_to_4h{nullptr}, dense_4h_to_h{nullptr};
   int64_t heads, head_size, rotary_ndims;
@@ -78,7 +80,7 @@ class GPTNeoXLayerImpl : public torch::nn::Module {
 
  private:
   at::Tensor attention(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv, int64_t past,
-                       const at::Tensor& mask, const TreeAttention* tree);
+                       const at::Tensor& mask, const TreeAttention* tree, const at::Tensor& keep);
   at::Tensor mlp(const at::Tensor& x);
 };
 TORCH_MODULE(GPTNeoXLayer);
@@ -109,10 +111,11 @@ class GPTNeoXForCausalLMImpl : public CausalLM {
                  int64_t last_logits = 0);
   // Embedding and layers: input_ids (B, L), positions (L) or (B, 1, L) fp32, mask as the layer's; with a
   // cache, attends to its `past` tokens and writes this chunk's keys and values after them (the caller
-  // decides whether they count). Returns h (B, L, D) before the final norm and, in *head, the output
-  // layer's weight (V, D).
+  // decides whether they count). Returns h (B, L, D) before the final norm (with `keep`: the last layer
+  // computes only those positions, (B, N, D)) and, in *head, the output layer's weight (V, D).
   at::Tensor trunk(const at::Tensor& input_ids, const at::Tensor& positions, GPTNeoXCache* cache, int64_t past,
-                   const at::Tensor& mask, at::Tensor* head, const TreeAttention* tree = nullptr);
+                   const at::Tensor& mask, at::Tensor* head, const TreeAttention* tree = nullptr,
+                   const at::Tensor& keep = {});
 };
 TORCH_MODULE(GPTNeoXForCausalLM);
 

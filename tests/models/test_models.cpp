@@ -160,6 +160,9 @@ TEST_CASE("cached decoding reproduces the full forward; greedy generation equals
     REQUIRE(last3.sizes() == at::IntArrayRef({2, 3, full.size(2)}));
     CHECK(mft::test::normalised_error(last3, full.narrow(1, 22, 3)) <= mft::test::fp32_bound(37 * 3, hidden_of(*model)));
     CHECK(short_cache->length == 25);
+    // ... and a cache holding all 25 tokens: the next step continues as the full forward does.
+    const at::Tensor next = model->forward_cached(ids.narrow(1, 25, 1), *short_cache);
+    CHECK(mft::test::normalised_error(next, full.narrow(1, 25, 1)) <= mft::test::fp32_bound(37 * 3, hidden_of(*model)));
 
     const auto prompt = ids[0].narrow(0, 0, 10);
     const std::vector<int64_t> p(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + 10);
