@@ -146,11 +146,13 @@ void score_batch(models::CausalLM& model, const std::vector<Sequence>& seqs, siz
   }
 }
 
-// Pairs grouped by identical context tokens, for groups of two or more whose inputs need no left
-// truncation (context + continuation <= max_length + 1 tokens, so the model input is exactly the context
-// followed by the continuation); everything else is returned as `rest`.
+// Pairs grouped by identical context tokens, for groups whose inputs need no left truncation (context +
+// continuation <= max_length + 1 tokens, so the model input is exactly the context followed by the
+// continuation) and that share something: two or more pairs, or (with share_prefixes) a context that
+// begins with kMinSharedPrefixTokens or more of a neighbouring context's tokens (a winogrande document's
+// two options after the same examples); everything else is returned as `rest`, to be batched whole.
 std::pair<std::vector<std::vector<size_t>>, std::vector<size_t>> shared_context_groups(
-    const std::vector<TokenPair>& pairs, int64_t max_length) {
+    const std::vector<TokenPair>& pairs, int64_t max_length, bool share_prefixes) {
   std::vector<size_t> order, rest;
   for (size_t i = 0; i < pairs.size(); ++i) {
     const size_t n = pairs[i].context.size() + pairs[i].continuation.size();
@@ -159,10 +161,15 @@ std::pair<std::vector<std::vector<size_t>>, std::vector<size_t>> shared_context_
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return pairs[a].context < pairs[b].context; });
   std::vector<std::vector<size_t>> groups;
+  auto shares_prefix = [&](size_t a, size_t b) {  // positions in `order`
+    return common_prefix_length(pairs[order[a]].context, pairs[order[b]].context) >= kMinSharedPrefixTokens;
+  };
   for (size_t i = 0; i < order.size();) {
     size_t j = i + 1;
     while (j < order.size() && pairs[order[j]].context == pairs[order[i]].context) ++j;
-    if (j - i >= 2) {
+    const bool neighbour =
+        share_prefixes && ((i > 0 && shares_prefix(i - 1, i)) || (j < order.size() && shares_prefix(i, j)));
+    if (j - i >= 2 || neighbour) {
       groups.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(i), order.begin() + static_cast<std::ptrdiff_t>(j));
     } else {
       rest.push_back(order[i]);
@@ -361,7 +368,7 @@ std::vector<TokenScore> score_tokens(models::CausalLM& model, const std::vector<
       (n <= static_cast<size_t>(options.max_length) + 1 ? tree : rest).push_back(i);
     }
   } else if (options.share_contexts) {
-    std::tie(groups, rest) = shared_context_groups(pairs, options.max_length);
+    std::tie(groups, rest) = shared_context_groups(pairs, options.max_length, options.share_prefixes);
   } else {
     for (size_t i = 0; i < pairs.size(); ++i) rest.push_back(i);
   }

@@ -428,3 +428,40 @@ TEST_CASE("choices that share a context continue from its decoding state in ever
     }
   }
 }
+
+TEST_CASE("single-choice contexts that share a prefix run it once in every family", "[loglikelihood]") {
+  const auto tok = mft::make_byte_tokenizer();
+  // Winogrande-like: two documents, each with two contexts that differ only after 40 shared bytes and one
+  // continuation each; plus a context that shares nothing (scored whole).
+  const std::string examples = "Example: the cup is on the table. Q: ";  // 37 bytes
+  std::vector<ScoreRequest> requests = {
+      LoglikelihoodRequest{examples + "Ann or Bob? Ann", " went home."},
+      LoglikelihoodRequest{examples + "Ann or Bob? Bob", " went home."},
+      LoglikelihoodRequest{examples + "red or blue? red", " is warm."},
+      LoglikelihoodRequest{examples + "red or blue? blue", " is warm."},
+      LoglikelihoodRequest{"Nothing shared here", " at all."}};
+  for (const char* preset : {"preset:mamba-tiny", "preset:mamba2-tiny"}) {
+    INFO(preset);
+    auto model = mft::models::load_model(preset, 3);
+    model->eval();
+    mft::eval::ScoreOptions options;
+    options.max_length = 64;
+    options.batch_size = 1;  // no padding: token counts compare exactly
+    options.share_contexts = false;
+    int64_t whole_tokens = 0, shared_tokens = 0;
+    options.forwarded_tokens = &whole_tokens;
+    const auto whole = mft::eval::score(*model, *tok, requests, options);
+    options.share_contexts = true;
+    options.forwarded_tokens = &shared_tokens;
+    const auto shared = mft::eval::score(*model, *tok, requests, options);
+    // Each document's second context continues from the first one's state after their common prefix
+    // (examples + "Ann or Bob? ": 49 bytes; examples + "red or blue? ": 50); everything else runs as before.
+    CHECK(whole_tokens - shared_tokens == 49 + 50);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      INFO("request " << i);
+      CHECK(std::abs(shared[i].loglikelihood - whole[i].loglikelihood) <=
+            1e-5 * std::max(1.0, std::abs(whole[i].loglikelihood)));
+      CHECK(shared[i].is_greedy == whole[i].is_greedy);
+    }
+  }
+}
