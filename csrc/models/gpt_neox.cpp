@@ -114,6 +114,7 @@ at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Te
 }
 }  // namespace
 
+namespace {
 // Attention of a segmented tree row (TreeAttention): q, k, v (1, H, T, hd) of the row; the cache holds `past`
 // keys and values that every row token sees.
 at::Tensor segmented_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const KVLayer* kv,
@@ -141,7 +142,6 @@ at::Tensor segmented_attention(const at::Tensor& q, const at::Tensor& k, const a
   return merged.to(q.scalar_type());
 }
 
-namespace {
 // Appends this chunk's keys and values (B, H, L, hd) after the `past` ones of `kv` (grown by doubling: amortised
 // O(1) per token) and returns all of them.
 std::pair<at::Tensor, at::Tensor> append_kv(KVLayer& kv, const at::Tensor& k, const at::Tensor& v, int64_t past) {
@@ -168,7 +168,7 @@ at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& co
   const int64_t B = x.size(0), L = x.size(1);
   // Fused projection interleaved per head: (B, L, H, [q | k | v] x head_size).
   const at::Tensor qkv = adapted_linear(*query_key_value, x).view({B, L, heads, 3 * head_size}).transpose(1, 2);  // (B, H, L, 3hd)
-  at::Tensor q = apply_rotary(qkv.narrow(-1, 0, head_size), cos, sin, rotary_ndims);
+  const at::Tensor q = apply_rotary(qkv.narrow(-1, 0, head_size), cos, sin, rotary_ndims);
   at::Tensor k = apply_rotary(qkv.narrow(-1, head_size, head_size), cos, sin, rotary_ndims);
   at::Tensor v = qkv.narrow(-1, 2 * head_size, head_size);
   at::Tensor o;  // (B, H, L or N, hd)
