@@ -183,11 +183,12 @@ nlohmann::json evaluate(models::CausalLM& model, const Tokenizer& tokenizer, con
     const auto& r = std::get<LoglikelihoodRequest>(requests[i]);
     return fmt::format("eval request {} (context \"{}...\")", i, r.context.substr(0, 40));
   };
-  int64_t model_tokens = 0;
-  if (so.forwarded_tokens == nullptr) so.forwarded_tokens = &model_tokens;
+  int64_t model_tokens = 0;  // this evaluation's own count; a caller's counter gets it added
+  so.forwarded_tokens = &model_tokens;
   const auto score_start = std::chrono::steady_clock::now();
   const std::vector<ScoreResult> results = score(model, tokenizer, requests, so);
   const double score_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - score_start).count();
+  if (o.score.forwarded_tokens) *o.score.forwarded_tokens += model_tokens;
 
   // Results per seed, per shot count, in lm-eval's shape.
   nlohmann::json by_seed = nlohmann::json::object();
@@ -248,8 +249,8 @@ nlohmann::json evaluate(models::CausalLM& model, const Tokenizer& tokenizer, con
   out["shots"] = by_seed[std::to_string(o.seeds.front())]["shots"];
   if (o.seeds.size() > 1) out["seeds"] = by_seed;
   out["n_requests"] = requests.size();
-  out["n_model_tokens"] = *so.forwarded_tokens;  // input tokens the model ran (padding included)
-  out["score_s"] = score_s;                      // seconds in the loglikelihood engine
+  out["n_model_tokens"] = model_tokens;  // input tokens the model ran (padding included)
+  out["score_s"] = score_s;              // seconds in the loglikelihood engine
   return out;
 }
 

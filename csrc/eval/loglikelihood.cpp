@@ -146,6 +146,12 @@ void score_batch(models::CausalLM& model, const std::vector<Sequence>& seqs, siz
   }
 }
 
+// Whether the pair's model input is its whole text: context + continuation <= max_length + 1 tokens (the
+// last token is only predicted), so no left truncation applies.
+bool whole_input(const TokenPair& p, int64_t max_length) {
+  return p.context.size() + p.continuation.size() <= static_cast<size_t>(max_length) + 1;
+}
+
 // Pairs grouped by identical context tokens, for groups whose inputs need no left truncation (context +
 // continuation <= max_length + 1 tokens, so the model input is exactly the context followed by the
 // continuation) and that share something: two or more pairs, or (with share_prefixes) a context that
@@ -154,10 +160,7 @@ void score_batch(models::CausalLM& model, const std::vector<Sequence>& seqs, siz
 std::pair<std::vector<std::vector<size_t>>, std::vector<size_t>> shared_context_groups(
     const std::vector<TokenPair>& pairs, int64_t max_length, bool share_prefixes) {
   std::vector<size_t> order, rest;
-  for (size_t i = 0; i < pairs.size(); ++i) {
-    const size_t n = pairs[i].context.size() + pairs[i].continuation.size();
-    (n <= static_cast<size_t>(max_length) + 1 ? order : rest).push_back(i);
-  }
+  for (size_t i = 0; i < pairs.size(); ++i) (whole_input(pairs[i], max_length) ? order : rest).push_back(i);
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return pairs[a].context < pairs[b].context; });
   std::vector<std::vector<size_t>> groups;
@@ -363,10 +366,7 @@ std::vector<TokenScore> score_tokens(models::CausalLM& model, const std::vector<
   std::vector<size_t> rest, tree;
   const bool use_tree = options.share_contexts && model.supports_tree_attention();
   if (use_tree) {
-    for (size_t i = 0; i < pairs.size(); ++i) {
-      const size_t n = pairs[i].context.size() + pairs[i].continuation.size();
-      (n <= static_cast<size_t>(options.max_length) + 1 ? tree : rest).push_back(i);
-    }
+    for (size_t i = 0; i < pairs.size(); ++i) (whole_input(pairs[i], options.max_length) ? tree : rest).push_back(i);
   } else if (options.share_contexts) {
     std::tie(groups, rest) = shared_context_groups(pairs, options.max_length, options.share_prefixes);
   } else {

@@ -52,10 +52,14 @@ int64_t run_row(models::CausalLM& model, const std::vector<TokenPair>& pairs, co
   std::vector<size_t> target_pair;
   ids.reserve(static_cast<size_t>(T));
   positions.reserve(static_cast<size_t>(T));
-  // visible[i][j]: row token i attends to token j of [cache (P) | row (T)].
-  at::Tensor visible = at::zeros({T, W}, at::kBool);
-  bool* vis = visible.data_ptr<bool>();
-  auto see = [&](int64_t i, int64_t from, int64_t to) { std::fill(vis + i * W + from, vis + i * W + to, true); };
+  // visible[i][j]: row token i attends to token j of [cache (P) | row (T)]. One plain sequence (a lone pair)
+  // needs no mask: its attention is the causal one.
+  const bool plain = end - begin == 1 && groups[begin].pairs.size() == 1;
+  at::Tensor visible = plain ? at::Tensor() : at::zeros({T, W}, at::kBool);
+  bool* vis = plain ? nullptr : visible.data_ptr<bool>();
+  auto see = [&](int64_t i, int64_t from, int64_t to) {
+    if (!plain) std::fill(vis + i * W + from, vis + i * W + to, true);
+  };
   int64_t pair_count = 0;
   for (size_t gi = begin; gi < end; ++gi) {
     const Group& g = groups[gi];
@@ -91,8 +95,6 @@ int64_t run_row(models::CausalLM& model, const std::vector<TokenPair>& pairs, co
     }
   }
   TORCH_INTERNAL_ASSERT(static_cast<int64_t>(ids.size()) == T);
-  // One plain sequence needs no mask: the causal one (which attention computes in half the work).
-  if (end - begin == 1 && groups[begin].pairs.size() == 1) visible = at::Tensor();
   if (o.forwarded) *o.forwarded += T;
   const at::Tensor logits = model.forward_tree(long_tensor(ids, device).unsqueeze(0), long_tensor(positions, device),
                                                visible.defined() ? visible.to(device) : visible, cache,
