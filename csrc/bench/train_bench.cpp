@@ -164,8 +164,7 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     const auto t1 = Clock::now();
     (loss / double(tokens)).backward();
     const auto t2 = Clock::now();
-    train::clip_grad_norm(params, os.grad_clip);
-    opt.step();
+    if (train::prepare_gradients(params, 1.0, os.grad_clip).finite) opt.step();  // as the trainer
     const auto t3 = Clock::now();
     return std::make_tuple(loss_value, t0, t1, t2, t3);
   };

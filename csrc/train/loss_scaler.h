@@ -3,9 +3,7 @@
 // before backward; gradients are unscaled before clipping; a step whose gradients are not finite is
 // skipped and the scale is multiplied by backoff_factor; after growth_interval good steps in a row the
 // scale grows by growth_factor.
-#include <ATen/core/Tensor.h>
-
-#include <vector>
+#include <cstdint>
 
 namespace mft::train {
 
@@ -15,9 +13,9 @@ struct LossScaler {
   int64_t growth_interval = 2000, good_steps = 0;
   int64_t skipped_steps = 0;
 
+  // The loss is multiplied by this before backward; the gradients are divided by it before the step
+  // (train::prepare_gradients, together with the finiteness check and clipping).
   double loss_factor() const { return enabled ? scale : 1.0; }
-  // Divides the gradients by the scale (when enabled) and returns whether they are all finite.
-  bool unscale_and_check(const std::vector<at::Tensor>& params) const;
   // After a step attempt: `finite` false means the step was skipped.
   void update(bool finite);
 };

@@ -151,26 +151,58 @@ bool all_cpu_fp32_contiguous(const std::vector<at::Tensor>& ts) {
 
 }  // namespace
 
-double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+namespace {
+// Exact check and fp64 norm, for the rare sum that came out non-finite.
+GradNorm exact_grad_norm(const std::vector<at::Tensor>& grads) {
+  GradNorm r;
+  double sum_sq = 0;
+  for (const auto& g : grads) {
+    if (!at::isfinite(g).all().item<bool>()) {
+      r.finite = false;
+      return r;
+    }
+    sum_sq += g.to(at::kDouble).pow(2).sum().item<double>();
+  }
+  r.norm = std::sqrt(sum_sq);
+  return r;
+}
+}  // namespace
+
+GradNorm prepare_gradients(const std::vector<at::Tensor>& params, double unscale, double max_norm) {
+  TORCH_CHECK(std::isfinite(unscale) && unscale > 0, "prepare_gradients: unscale must be finite and > 0; got ",
+              unscale);
   std::vector<at::Tensor> grads;
   for (const auto& p : params) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
-  if (grads.empty()) return 0.0;
+  GradNorm r;
+  if (grads.empty()) return r;
   at::NoGradGuard no_grad;
-  at::Tensor total;
+  double scaled_norm = 0;
   if (all_cpu_fp32_contiguous(grads)) {
-    total = at::scalar_tensor(std::sqrt(cpu_fp32_sum_of_squares(grads)), at::kFloat);
+    scaled_norm = std::sqrt(cpu_fp32_sum_of_squares(grads));
   } else {
     const std::vector<at::Tensor> norms = at::_foreach_norm(grads, 2);
-    total = norms.size() == 1 ? norms[0] : at::stack(norms).norm(2);
+    scaled_norm = (norms.size() == 1 ? norms[0] : at::stack(norms).norm(2)).item<double>();
   }
-  const double total_norm = total.item<double>();
-  if (max_norm <= 0) return total_norm;
-  // Same arithmetic as torch::nn::utils::clip_grad_norm_ (in the norm's dtype).
-  const at::Tensor coef = at::clamp(max_norm / (total + 1e-6), std::nullopt, 1.0);
-  if (coef.item<double>() < 1.0) at::_foreach_mul_(grads, coef);
-  return total_norm;
+  if (!std::isfinite(scaled_norm)) {
+    r = exact_grad_norm(grads);
+    if (!r.finite) return r;
+    scaled_norm = r.norm;
+  }
+  r.norm = scaled_norm * unscale;
+  double factor = unscale;
+  if (max_norm > 0) {
+    // torch's coefficient, in the norm's dtype (fp32 for fp32 gradients): max_norm / (norm + 1e-6) <= 1.
+    const double coef = float(max_norm) / (float(r.norm) + 1e-6f);
+    if (coef < 1.0) factor *= double(float(coef));
+  }
+  if (factor != 1.0) at::_foreach_mul_(grads, factor);
+  return r;
+}
+
+double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  return prepare_gradients(params, 1.0, max_norm).norm;
 }
 
 }  // namespace mft::train

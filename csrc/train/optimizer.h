@@ -29,10 +29,25 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
 // Sets the learning rate of every parameter group (the schedule's value for this step).
 void set_lr(torch::optim::Optimizer& opt, double lr);
 
-// torch::nn::utils::clip_grad_norm_ (L2, same formula: coefficient max_norm / (norm + 1e-6) clamped to
-// 1): the norm in one parallel pass over CPU fp32 gradients (at::_foreach_norm otherwise), and no pass
-// over the gradients when the coefficient is 1 (multiplying by 1 changes nothing). Returns the total
-// norm before clipping; 0 when no parameter has a gradient. max_norm <= 0: only measures.
+// The gradients' global L2 norm and whether every element is finite.
+struct GradNorm {
+  double norm = 0;
+  bool finite = true;
+};
+
+// What the trainer does between backward and the optimizer step, in one read of the gradients and at
+// most one write: the norm and the finiteness of the (loss-scaled) gradients from one pass (CPU fp32:
+// fixed 64 Ki blocks summed in fp64, the same bits at any thread count; elsewhere at::_foreach_norm); a
+// non-finite sum is re-checked element by element, since squares of finite values above ~1.8e19
+// overflow fp32. When finite, every gradient is multiplied once by unscale · clip coefficient, the
+// coefficient being torch::nn::utils::clip_grad_norm_'s min(1, max_norm / (norm + 1e-6)) of the unscaled
+// norm (max_norm <= 0: no clipping); no pass when that product is 1. Non-finite gradients are left as
+// they are (the step is to be skipped). Returns the unscaled norm (0 when nothing has a gradient).
+// (A separate isfinite pass per parameter cost 0.35 s a step on mamba-130m's 129 M gradients.)
+GradNorm prepare_gradients(const std::vector<at::Tensor>& params, double unscale, double max_norm);
+
+// torch::nn::utils::clip_grad_norm_ (same coefficient); prepare_gradients without a loss scale. Returns
+// the norm before clipping. max_norm <= 0: only measures.
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 
 }  // namespace mft::train

@@ -221,12 +221,11 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
       loss_sum += loss.item<double>();
       (loss * (state.scaler.loss_factor() / double(trained))).backward();
     }
-    const bool finite = state.scaler.unscale_and_check(params);
-    double grad_norm = 0;
-    if (finite) {
-      grad_norm = clip_grad_norm(params, r.optimizer.grad_clip);  // grad_clip <= 0: only measured
-      opt->step();
-    }
+    // Unscale, check and clip in one read of the gradients (grad_clip <= 0: the norm is only measured).
+    const GradNorm grads = prepare_gradients(params, 1.0 / state.scaler.loss_factor(), r.optimizer.grad_clip);
+    const bool finite = grads.finite;
+    const double grad_norm = finite ? grads.norm : 0.0;
+    if (finite) opt->step();
     state.scaler.update(finite);
     ++state.step;
     state.data = stream.state();

@@ -87,11 +87,14 @@ TEST_CASE("loss scaler skips non-finite steps, backs off and grows", "[train]") 
   sc.scale = 1024;
   sc.growth_interval = 2;
   at::Tensor p = at::ones({3}).requires_grad_(true);
-  (p * 1024.0).sum().backward();
-  CHECK(sc.unscale_and_check({p}));
+  (p * sc.loss_factor()).sum().backward();
+  auto prepared = mft::train::prepare_gradients({p}, 1.0 / sc.loss_factor(), /*max_norm=*/0);
+  CHECK(prepared.finite);
+  CHECK(prepared.norm == Approx(std::sqrt(3.0)));  // of the unscaled gradients
   CHECK(at::allclose(p.grad(), at::ones({3})));
   p.mutable_grad().fill_(INFINITY);
-  CHECK_FALSE(sc.unscale_and_check({p}));
+  CHECK_FALSE(mft::train::prepare_gradients({p}, 1.0 / sc.loss_factor(), 1.0).finite);
+  CHECK(at::isinf(p.grad()).all().item<bool>());  // left as it was: the step is skipped
   sc.update(false);
   CHECK(sc.scale == 512);
   CHECK(sc.skipped_steps == 1);
@@ -228,6 +231,62 @@ TEST_CASE("gradient clipping: many blocks, any thread count, fp64 gradients", "[
   double clipped = 0;
   for (const auto& p : fp64) clipped += p.grad().pow(2).sum().item<double>();
   CHECK(std::abs(std::sqrt(clipped) - 1.0) < 1e-5);
+}
+
+TEST_CASE("prepare_gradients: unscale, check and clip in one pass", "[train]") {
+  at::manual_seed(10);
+  using mft::train::prepare_gradients;
+  const double u = mft::test::unit_roundoff(at::kFloat);
+  auto params_from = [](const std::vector<at::Tensor>& grads) {
+    std::vector<at::Tensor> ps;
+    for (const auto& g : grads) {
+      at::Tensor p = at::zeros(g.sizes(), g.scalar_type()).requires_grad_(true);
+      p.mutable_grad() = g.clone();
+      ps.push_back(p);
+    }
+    return ps;
+  };
+  // Loss-scaled gradients: unscaled and clipped by one multiplication, as torch unscales then clips.
+  const std::vector<at::Tensor> plain = {at::randn({200000}), at::randn({30, 7}) * 4};
+  for (const double max_norm : {0.0, 1.0, 1e9}) {
+    INFO("max_norm " << max_norm);
+    std::vector<at::Tensor> scaled_grads;
+    for (const auto& g : plain) scaled_grads.push_back(g * 4096.0);
+    auto ours = params_from(scaled_grads), theirs = params_from(plain);
+    const auto r = prepare_gradients(ours, 1.0 / 4096.0, max_norm);
+    const double norm = torch::nn::utils::clip_grad_norm_(theirs, max_norm > 0 ? max_norm : 1e30);
+    CHECK(r.finite);
+    CHECK(std::abs(r.norm - norm) <= 1e-5 * norm);
+    // The coefficients differ as the norms do (reduction order: the clipping test's bound).
+    for (size_t i = 0; i < ours.size(); ++i) {
+      CHECK(mft::test::normalised_error(ours[i].grad(), theirs[i].grad()) <= 2 * 384 * u);
+    }
+  }
+  // Finite values whose squares overflow fp32: still finite, the norm from the fp64 re-check, clipped.
+  {
+    auto ps = params_from({at::full({1000}, 3e19f), at::randn({70000})});
+    const auto r = prepare_gradients(ps, 1.0, 2.0);
+    CHECK(r.finite);
+    CHECK(r.norm == Approx(3e19 * std::sqrt(1000.0)).epsilon(1e-6));
+    double clipped = 0;
+    for (const auto& p : ps) clipped += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+    CHECK(std::sqrt(clipped) == Approx(2.0).epsilon(1e-5));
+  }
+  // One NaN or inf anywhere (fp32 blocks or the fp64 foreach path): not finite, gradients untouched.
+  for (const auto dtype : {at::kFloat, at::kDouble}) {
+    for (const float bad : {NAN, INFINITY}) {
+      at::Tensor g = at::randn({150000}, dtype);
+      g[123456] = bad;
+      auto ps = params_from({at::randn({10}, dtype), g});
+      const at::Tensor before = ps[1].grad().clone();
+      const auto r = prepare_gradients(ps, 0.5, 1.0);
+      CHECK_FALSE(r.finite);
+      CHECK(at::equal(ps[1].grad().nan_to_num(0, 0, 0), before.nan_to_num(0, 0, 0)));
+    }
+  }
+  // No gradients: norm 0; a bad loss-scale factor is refused.
+  CHECK(prepare_gradients({at::zeros({3}).requires_grad_(true)}, 1.0, 1.0).norm == 0);
+  CHECK_THROWS_WITH(prepare_gradients({}, 0.0, 1.0), Contains("unscale must be finite and > 0"));
 }
 
 TEST_CASE("training runs, logs, evaluates and writes its outputs", "[train]") {
