@@ -164,7 +164,8 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     const auto t1 = Clock::now();
     (loss / double(tokens)).backward();
     const auto t2 = Clock::now();
-    if (train::prepare_gradients(params, 1.0, os.grad_clip).finite) opt.step();  // as the trainer
+    const train::GradNorm g = train::measure_gradients(params, 1.0, os.grad_clip);  // as the trainer
+    if (g.finite) train::step_with_grad_factor(opt, params, g.factor);
     const auto t3 = Clock::now();
     return std::make_tuple(loss_value, t0, t1, t2, t3);
   };

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 namespace mft::train {
 
@@ -33,7 +34,9 @@ void make_contiguous(at::Tensor& t) {
 }
 }  // namespace
 
-at::Tensor FusedAdamW::step(LossClosure closure) {
+at::Tensor FusedAdamW::step_with_grad_factor(double grad_factor, LossClosure closure) {
+  TORCH_CHECK(std::isfinite(grad_factor) && grad_factor > 0, "FusedAdamW: grad_factor must be finite and > 0; got ",
+              grad_factor);
   at::NoGradGuard no_grad;
   at::Tensor loss;
   if (closure != nullptr) {
@@ -81,8 +84,13 @@ at::Tensor FusedAdamW::step(LossClosure closure) {
     }
     const auto [beta1, beta2] = o.betas();
     for (auto& b : buckets) {
+      // The kernel divides each gradient by grad_scale (a float on the parameters' device).
+      std::optional<at::Tensor> grad_scale;
+      if (grad_factor != 1.0) {
+        grad_scale = at::scalar_tensor(1.0 / grad_factor, at::TensorOptions().dtype(at::kFloat).device(b.device));
+      }
       at::_fused_adamw_(b.params, b.grads, b.exp_avgs, b.exp_avg_sqs, b.max_exp_avg_sqs, b.steps, o.lr(), beta1, beta2,
-                        o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+                        o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false, grad_scale);
     }
   }
   return loss;
@@ -152,6 +160,14 @@ bool all_cpu_fp32_contiguous(const std::vector<at::Tensor>& ts) {
 }  // namespace
 
 namespace {
+std::vector<at::Tensor> gradients_of(const std::vector<at::Tensor>& params) {
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  return grads;
+}
+
 // Exact check and fp64 norm, for the rare sum that came out non-finite.
 GradNorm exact_grad_norm(const std::vector<at::Tensor>& grads) {
   GradNorm r;
@@ -168,13 +184,10 @@ GradNorm exact_grad_norm(const std::vector<at::Tensor>& grads) {
 }
 }  // namespace
 
-GradNorm prepare_gradients(const std::vector<at::Tensor>& params, double unscale, double max_norm) {
-  TORCH_CHECK(std::isfinite(unscale) && unscale > 0, "prepare_gradients: unscale must be finite and > 0; got ",
+GradNorm measure_gradients(const std::vector<at::Tensor>& params, double unscale, double max_norm) {
+  TORCH_CHECK(std::isfinite(unscale) && unscale > 0, "measure_gradients: unscale must be finite and > 0; got ",
               unscale);
-  std::vector<at::Tensor> grads;
-  for (const auto& p : params) {
-    if (p.grad().defined()) grads.push_back(p.grad());
-  }
+  const std::vector<at::Tensor> grads = gradients_of(params);
   GradNorm r;
   if (grads.empty()) return r;
   at::NoGradGuard no_grad;
@@ -191,18 +204,34 @@ GradNorm prepare_gradients(const std::vector<at::Tensor>& params, double unscale
     scaled_norm = r.norm;
   }
   r.norm = scaled_norm * unscale;
-  double factor = unscale;
+  r.factor = unscale;
   if (max_norm > 0) {
-    // torch's coefficient, in the norm's dtype (fp32 for fp32 gradients): max_norm / (norm + 1e-6) <= 1.
-    const double coef = float(max_norm) / (float(r.norm) + 1e-6f);
-    if (coef < 1.0) factor *= double(float(coef));
+    // torch's coefficient, in fp32 (the norm's dtype for fp32 gradients): max_norm / (norm + 1e-6), <= 1.
+    const float coef = float(max_norm) / (float(r.norm) + 1e-6f);
+    if (coef < 1.0f) r.factor *= double(coef);
   }
-  if (factor != 1.0) at::_foreach_mul_(grads, factor);
   return r;
 }
 
+void step_with_grad_factor(torch::optim::Optimizer& opt, const std::vector<at::Tensor>& params, double grad_factor) {
+  if (auto* adamw = dynamic_cast<FusedAdamW*>(&opt)) {
+    adamw->step_with_grad_factor(grad_factor);
+    return;
+  }
+  if (grad_factor != 1.0) {
+    at::NoGradGuard no_grad;
+    at::_foreach_mul_(gradients_of(params), grad_factor);
+  }
+  opt.step();
+}
+
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
-  return prepare_gradients(params, 1.0, max_norm).norm;
+  const GradNorm r = measure_gradients(params, 1.0, max_norm);
+  if (r.finite && r.factor != 1.0) {
+    at::NoGradGuard no_grad;
+    at::_foreach_mul_(gradients_of(params), r.factor);
+  }
+  return r.norm;
 }
 
 }  // namespace mft::train

@@ -221,11 +221,12 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
       loss_sum += loss.item<double>();
       (loss * (state.scaler.loss_factor() / double(trained))).backward();
     }
-    // Unscale, check and clip in one read of the gradients (grad_clip <= 0: the norm is only measured).
-    const GradNorm grads = prepare_gradients(params, 1.0 / state.scaler.loss_factor(), r.optimizer.grad_clip);
+    // Check, unscale and clip without passes of their own: one read for the norm, the factor applied in
+    // the optimizer's pass (grad_clip <= 0: the norm is only measured).
+    const GradNorm grads = measure_gradients(params, 1.0 / state.scaler.loss_factor(), r.optimizer.grad_clip);
     const bool finite = grads.finite;
     const double grad_norm = finite ? grads.norm : 0.0;
-    if (finite) opt->step();
+    if (finite) step_with_grad_factor(*opt, params, grads.factor);
     state.scaler.update(finite);
     ++state.step;
     state.data = stream.state();

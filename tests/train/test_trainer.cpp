@@ -88,13 +88,12 @@ TEST_CASE("loss scaler skips non-finite steps, backs off and grows", "[train]") 
   sc.growth_interval = 2;
   at::Tensor p = at::ones({3}).requires_grad_(true);
   (p * sc.loss_factor()).sum().backward();
-  auto prepared = mft::train::prepare_gradients({p}, 1.0 / sc.loss_factor(), /*max_norm=*/0);
-  CHECK(prepared.finite);
-  CHECK(prepared.norm == Approx(std::sqrt(3.0)));  // of the unscaled gradients
-  CHECK(at::allclose(p.grad(), at::ones({3})));
+  const auto measured = mft::train::measure_gradients({p}, 1.0 / sc.loss_factor(), /*max_norm=*/0);
+  CHECK(measured.finite);
+  CHECK(measured.norm == Approx(std::sqrt(3.0)));  // of the unscaled gradients
+  CHECK(at::allclose(p.grad() * measured.factor, at::ones({3})));
   p.mutable_grad().fill_(INFINITY);
-  CHECK_FALSE(mft::train::prepare_gradients({p}, 1.0 / sc.loss_factor(), 1.0).finite);
-  CHECK(at::isinf(p.grad()).all().item<bool>());  // left as it was: the step is skipped
+  CHECK_FALSE(mft::train::measure_gradients({p}, 1.0 / sc.loss_factor(), 1.0).finite);
   sc.update(false);
   CHECK(sc.scale == 512);
   CHECK(sc.skipped_steps == 1);
@@ -233,60 +232,88 @@ TEST_CASE("gradient clipping: many blocks, any thread count, fp64 gradients", "[
   CHECK(std::abs(std::sqrt(clipped) - 1.0) < 1e-5);
 }
 
-TEST_CASE("prepare_gradients: unscale, check and clip in one pass", "[train]") {
+TEST_CASE("measure_gradients + step_with_grad_factor: unscale, check and clip without passes of their own",
+          "[train]") {
   at::manual_seed(10);
-  using mft::train::prepare_gradients;
+  using mft::train::measure_gradients;
   const double u = mft::test::unit_roundoff(at::kFloat);
   auto params_from = [](const std::vector<at::Tensor>& grads) {
     std::vector<at::Tensor> ps;
     for (const auto& g : grads) {
-      at::Tensor p = at::zeros(g.sizes(), g.scalar_type()).requires_grad_(true);
+      at::Tensor p = at::randn(g.sizes(), g.scalar_type()).requires_grad_(true);
       p.mutable_grad() = g.clone();
       ps.push_back(p);
     }
     return ps;
   };
-  // Loss-scaled gradients: unscaled and clipped by one multiplication, as torch unscales then clips.
+  auto clone_params = [](const std::vector<at::Tensor>& ps) {
+    std::vector<at::Tensor> out;
+    for (const auto& p : ps) {
+      at::Tensor c = p.detach().clone().requires_grad_(true);
+      c.mutable_grad() = p.grad().clone();
+      out.push_back(c);
+    }
+    return out;
+  };
+  // Loss-scaled gradients: the norm and factor of torch's unscale-then-clip, nothing written.
   const std::vector<at::Tensor> plain = {at::randn({200000}), at::randn({30, 7}) * 4};
   for (const double max_norm : {0.0, 1.0, 1e9}) {
     INFO("max_norm " << max_norm);
     std::vector<at::Tensor> scaled_grads;
     for (const auto& g : plain) scaled_grads.push_back(g * 4096.0);
     auto ours = params_from(scaled_grads), theirs = params_from(plain);
-    const auto r = prepare_gradients(ours, 1.0 / 4096.0, max_norm);
+    const auto r = measure_gradients(ours, 1.0 / 4096.0, max_norm);
     const double norm = torch::nn::utils::clip_grad_norm_(theirs, max_norm > 0 ? max_norm : 1e30);
     CHECK(r.finite);
     CHECK(std::abs(r.norm - norm) <= 1e-5 * norm);
-    // The coefficients differ as the norms do (reduction order: the clipping test's bound).
+    CHECK(at::equal(ours[0].grad(), scaled_grads[0]));  // measured only
+    // The factor applied: torch's clipped gradients (coefficients differ as the norms do: reduction
+    // order, the clipping test's bound).
     for (size_t i = 0; i < ours.size(); ++i) {
-      CHECK(mft::test::normalised_error(ours[i].grad(), theirs[i].grad()) <= 2 * 384 * u);
+      CHECK(mft::test::normalised_error(ours[i].grad() * r.factor, theirs[i].grad()) <= 2 * 384 * u);
     }
   }
-  // Finite values whose squares overflow fp32: still finite, the norm from the fp64 re-check, clipped.
+  // The factor inside FusedAdamW's pass = the step on pre-multiplied gradients (to fp32 rounding), and
+  // the gradients are left multiplied; SGD multiplies first.
+  for (const bool adamw : {true, false}) {
+    INFO("adamw " << adamw);
+    auto a = params_from({at::randn({5000}), at::randn({20, 30})});
+    auto b = clone_params(a);
+    for (auto& p : b) p.mutable_grad().mul_(0.37);
+    mft::recipe::OptimizerSection os;
+    os.name = adamw ? "adamw" : "sgd";
+    os.weight_decay = 0.1;
+    auto opt_a = mft::train::make_optimizer(a, os), opt_b = mft::train::make_optimizer(b, os);
+    mft::train::step_with_grad_factor(*opt_a, a, 0.37);
+    opt_b->step();
+    for (size_t i = 0; i < a.size(); ++i) {
+      CHECK(mft::test::normalised_error(a[i].grad(), b[i].grad()) <= 2 * u);
+      CHECK(mft::test::normalised_error(a[i].detach(), b[i].detach()) <= 4 * u);
+    }
+  }
+  // Finite values whose squares overflow fp32: still finite, the norm from the fp64 re-check.
   {
     auto ps = params_from({at::full({1000}, 3e19f), at::randn({70000})});
-    const auto r = prepare_gradients(ps, 1.0, 2.0);
+    const auto r = measure_gradients(ps, 1.0, 2.0);
     CHECK(r.finite);
     CHECK(r.norm == Approx(3e19 * std::sqrt(1000.0)).epsilon(1e-6));
-    double clipped = 0;
-    for (const auto& p : ps) clipped += p.grad().to(at::kDouble).pow(2).sum().item<double>();
-    CHECK(std::sqrt(clipped) == Approx(2.0).epsilon(1e-5));
+    CHECK(r.factor == Approx(2.0 / r.norm).epsilon(1e-6));
   }
-  // One NaN or inf anywhere (fp32 blocks or the fp64 foreach path): not finite, gradients untouched.
+  // One NaN or inf anywhere (fp32 blocks or the fp64 foreach path): not finite.
   for (const auto dtype : {at::kFloat, at::kDouble}) {
     for (const float bad : {NAN, INFINITY}) {
       at::Tensor g = at::randn({150000}, dtype);
       g[123456] = bad;
-      auto ps = params_from({at::randn({10}, dtype), g});
-      const at::Tensor before = ps[1].grad().clone();
-      const auto r = prepare_gradients(ps, 0.5, 1.0);
-      CHECK_FALSE(r.finite);
-      CHECK(at::equal(ps[1].grad().nan_to_num(0, 0, 0), before.nan_to_num(0, 0, 0)));
+      CHECK_FALSE(measure_gradients(params_from({at::randn({10}, dtype), g}), 0.5, 1.0).finite);
     }
   }
-  // No gradients: norm 0; a bad loss-scale factor is refused.
-  CHECK(prepare_gradients({at::zeros({3}).requires_grad_(true)}, 1.0, 1.0).norm == 0);
-  CHECK_THROWS_WITH(prepare_gradients({}, 0.0, 1.0), Contains("unscale must be finite and > 0"));
+  // No gradients: norm 0, factor 1; bad factors are refused.
+  const auto none = measure_gradients({at::zeros({3}).requires_grad_(true)}, 1.0, 1.0);
+  CHECK((none.norm == 0 && none.factor == 1.0));
+  CHECK_THROWS_WITH(measure_gradients({}, 0.0, 1.0), Contains("unscale must be finite and > 0"));
+  auto ps = params_from({at::randn({4})});
+  auto opt = mft::train::make_optimizer(ps, mft::recipe::OptimizerSection{});
+  CHECK_THROWS_WITH(mft::train::step_with_grad_factor(*opt, ps, -1.0), Contains("grad_factor must be finite and > 0"));
 }
 
 TEST_CASE("training runs, logs, evaluates and writes its outputs", "[train]") {
