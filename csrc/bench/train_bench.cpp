@@ -157,7 +157,7 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     {
       train::AutocastScope autocast(mode.dtype);
       const at::Tensor logits = model.forward(ids);  // (B, L, V)
-      loss = cross_entropy_sum(logits.view({-1, V}).to(at::kFloat), labels);  // as the trainer
+      loss = cross_entropy_sum(logits.view({-1, V}), labels);  // as the trainer (fp32 inside)
     }
     const double loss_value = loss.item<double>() / double(tokens);
     TORCH_CHECK(std::isfinite(loss_value), "bench-train: non-finite loss at step ", index);

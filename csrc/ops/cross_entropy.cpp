@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace mft {
@@ -80,23 +81,42 @@ void check_labels(const at::Tensor& labels, int64_t vocab, int64_t ignore_index)
               " is outside the vocabulary [0, ", vocab, ") and is not ignore_index (", ignore_index, ")");
 }
 
-// Forward: per-row logsumexp (N,) and the summed loss (fp64 accumulation, in row order).
-template <typename S>
+// The compute type of logits of type T: fp64 for fp64, else fp32 (bf16/fp16 logits are read into fp32).
+template <typename T>
+using ComputeOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+// Row i of the logits in the compute type: the row itself, or converted into `buf` (V elements).
+template <typename T, typename S = ComputeOf<T>>
+const S* row_in(const T* x, int64_t V, std::vector<S>& buf) {
+  if constexpr (std::is_same_v<T, S>) {
+    return x;
+  } else {
+    for (int64_t v = 0; v < V; ++v) buf[v] = static_cast<S>(x[v]);
+    return buf.data();
+  }
+}
+
+// Forward: per-row logsumexp (N,) in the compute type and the summed loss (fp64 accumulation, in row
+// order).
+template <typename T>
 std::pair<at::Tensor, double> forward_cpu(const at::Tensor& logits, const at::Tensor& labels, int64_t ignore_index) {
+  using S = ComputeOf<T>;
   const int64_t N = logits.size(0), V = logits.size(1);
-  at::Tensor lse = at::empty({N}, logits.options());
+  at::Tensor lse = at::empty({N}, logits.options().dtype(c10::CppTypeToScalarType<S>::value));
   std::vector<double> row_loss(N, 0.0);
-  const S* x = logits.const_data_ptr<S>();
+  const T* x = logits.const_data_ptr<T>();
   const int64_t* y = labels.const_data_ptr<int64_t>();
   S* l = lse.mutable_data_ptr<S>();
   at::parallel_for(0, N, grain(V), [&](int64_t begin, int64_t end) {
+    std::vector<S> buf(std::is_same_v<T, S> ? 0 : V);
     for (int64_t i = begin; i < end; ++i) {
       if (y[i] == ignore_index) {
         l[i] = 0;
         continue;
       }
-      l[i] = row_logsumexp(x + i * V, V);
-      row_loss[i] = double(l[i]) - double(x[i * V + y[i]]);
+      const S* xi = row_in(x + i * V, V, buf);
+      l[i] = row_logsumexp(xi, V);
+      row_loss[i] = double(l[i]) - double(xi[y[i]]);
     }
   });
   double total = 0;
@@ -104,39 +124,63 @@ std::pair<at::Tensor, double> forward_cpu(const at::Tensor& logits, const at::Te
   return {lse, total};
 }
 
-// Backward: d logits (N, V) = g · (softmax − one-hot) on trained rows, 0 on ignored ones.
-template <typename S>
+// Backward: d logits (N, V) = g · (softmax − one-hot) on trained rows, 0 on ignored ones; computed in
+// the compute type and rounded once to the logits' type (what autograd gives through a cast to fp32).
+template <typename T>
 at::Tensor backward_cpu(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& lse, double g,
                         int64_t ignore_index) {
+  using S = ComputeOf<T>;
   const int64_t N = logits.size(0), V = logits.size(1);
   at::Tensor grad = at::empty_like(logits, at::MemoryFormat::Contiguous);
-  const S* x = logits.const_data_ptr<S>();
+  const T* x = logits.const_data_ptr<T>();
   const int64_t* y = labels.const_data_ptr<int64_t>();
   const S* l = lse.const_data_ptr<S>();
-  S* d = grad.mutable_data_ptr<S>();
+  T* d = grad.mutable_data_ptr<T>();
   at::parallel_for(0, N, grain(V), [&](int64_t begin, int64_t end) {
+    constexpr bool kDirect = std::is_same_v<T, S>;
+    std::vector<S> buf(kDirect ? 0 : V), out(kDirect ? 0 : V);
     for (int64_t i = begin; i < end; ++i) {
-      S* di = d + i * V;
+      T* di = d + i * V;
       if (y[i] == ignore_index) {
-        std::fill(di, di + V, S(0));
+        std::fill(di, di + V, T(0));
         continue;
       }
-      row_softmax_scaled(x + i * V, l[i], S(g), di, V);
-      di[y[i]] -= S(g);
+      S* gi = kDirect ? reinterpret_cast<S*>(di) : out.data();
+      row_softmax_scaled(row_in(x + i * V, V, buf), l[i], S(g), gi, V);
+      gi[y[i]] -= S(g);
+      if constexpr (!kDirect) {
+        for (int64_t v = 0; v < V; ++v) di[v] = static_cast<T>(gi[v]);
+      }
     }
   });
   return grad;
+}
+
+// Runs f<T>() for the logits' dtype.
+template <typename F>
+auto dispatch_logits(at::ScalarType t, F&& f) {
+  switch (t) {
+    case at::kDouble:
+      return f(double{});
+    case at::kBFloat16:
+      return f(c10::BFloat16{});
+    case at::kHalf:
+      return f(c10::Half{});
+    default:
+      return f(float{});
+  }
 }
 
 struct CrossEntropySum : public torch::autograd::Function<CrossEntropySum> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& labels,
                             int64_t ignore_index) {
     const at::Tensor x = logits.contiguous(), y = labels.contiguous();
-    auto [lse, total] = logits.scalar_type() == at::kDouble ? forward_cpu<double>(x, y, ignore_index)
-                                                            : forward_cpu<float>(x, y, ignore_index);
+    auto [lse, total] = dispatch_logits(x.scalar_type(), [&](auto tag) {
+      return forward_cpu<decltype(tag)>(x, y, ignore_index);
+    });
     ctx->save_for_backward({x, y, lse});
     ctx->saved_data["ignore_index"] = ignore_index;
-    return at::scalar_tensor(total, logits.options());
+    return at::scalar_tensor(total, lse.options());  // fp32 for bf16/fp16 logits (as autocast computes it)
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -144,8 +188,9 @@ struct CrossEntropySum : public torch::autograd::Function<CrossEntropySum> {
     const int64_t ignore_index = ctx->saved_data["ignore_index"].toInt();
     const double g = grads[0].item<double>();
     const at::Tensor& x = saved[0];
-    at::Tensor d = x.scalar_type() == at::kDouble ? backward_cpu<double>(x, saved[1], saved[2], g, ignore_index)
-                                                  : backward_cpu<float>(x, saved[1], saved[2], g, ignore_index);
+    at::Tensor d = dispatch_logits(x.scalar_type(), [&](auto tag) {
+      return backward_cpu<decltype(tag)>(x, saved[1], saved[2], g, ignore_index);
+    });
     return {d, at::Tensor(), at::Tensor()};
   }
 };
@@ -158,12 +203,14 @@ at::Tensor cross_entropy_sum(const at::Tensor& logits, const at::Tensor& labels,
               "cross_entropy_sum: labels must be (N,) with N = ", logits.size(0), "; got ", labels.sizes());
   TORCH_CHECK(labels.scalar_type() == at::kLong, "cross_entropy_sum: labels must be int64; got ",
               labels.scalar_type());
-  TORCH_CHECK(logits.scalar_type() == at::kFloat || logits.scalar_type() == at::kDouble,
-              "cross_entropy_sum: logits must be fp32 or fp64; got ", logits.scalar_type());
+  const at::ScalarType t = logits.scalar_type();
+  TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kBFloat16 || t == at::kHalf,
+              "cross_entropy_sum: logits must be fp32, fp64, bf16 or fp16; got ", t);
   TORCH_CHECK(labels.device() == logits.device(), "cross_entropy_sum: labels are on ", labels.device(),
               ", logits on ", logits.device());
   if (!logits.device().is_cpu() || logits.size(1) == 0) {
-    return at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum, ignore_index);
+    const at::Tensor x = t == at::kDouble ? logits : logits.to(at::kFloat);
+    return at::cross_entropy_loss(x, labels, {}, at::Reduction::Sum, ignore_index);
   }
   check_labels(labels, logits.size(1), ignore_index);
   return CrossEntropySum::apply(logits, labels, ignore_index);

@@ -90,7 +90,7 @@ void set_up_peft(models::CausalLM& model, const recipe::Recipe& r) {
 // Sum of token losses (fp32) over trained positions.
 at::Tensor token_loss_sum(models::CausalLM& model, const data::Batch& b, bool packed) {
   const at::Tensor logits = packed ? model.forward(b.input_ids, b.seq_idx) : model.forward(b.input_ids);
-  return cross_entropy_sum(logits.view({-1, logits.size(-1)}).to(at::kFloat), b.labels.view({-1}), -100);
+  return cross_entropy_sum(logits.view({-1, logits.size(-1)}), b.labels.view({-1}), -100);
 }
 
 double evaluate(models::CausalLM& model, const std::vector<data::Example>& val, const recipe::Recipe& r,
