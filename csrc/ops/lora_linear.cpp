@@ -65,8 +65,8 @@ int64_t draw_lora_dropout_seed() {
 namespace {
 // The low-rank path computes in fp32 (fp64 for checks) whatever the adapters' dtype: its GEMMs are thin
 // (rank r), so fp32 costs little, and the update is rounded once when added to the base output.
-at::ScalarType lora_compute_dtype(const at::Tensor& lora_A, const at::Tensor& x) {
-  return lora_A.scalar_type() == at::kDouble ? at::kDouble : x.scalar_type();
+at::ScalarType lora_compute_dtype(const at::Tensor& lora_A) {
+  return lora_A.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
 // The LoRA input in the compute dtype: x, or x times the dropout multiplier. (N, in)
@@ -86,7 +86,7 @@ at::Tensor lora_linear_kernel(const at::Tensor& x, const at::Tensor& weight, con
   out_sizes.back() = out;
   const at::Tensor x2 = x.reshape({-1, in});                                        // (N, in)
   at::Tensor y = bias ? at::addmm(*bias, x2, weight.t()) : at::mm(x2, weight.t());  // (N, out)
-  const at::ScalarType cd = lora_compute_dtype(lora_A, x);
+  const at::ScalarType cd = lora_compute_dtype(lora_A);
   const at::Tensor u = at::mm(lora_input(x2, cd, dropout_p, training, dropout_seed), lora_A.to(cd).t());  // (N, r)
   if (y.scalar_type() == cd) {
     y.addmm_(u, lora_B.to(cd).t(), /*beta=*/1, /*alpha=*/scale);
@@ -101,7 +101,7 @@ LoraLinearGrads lora_linear_backward_kernel(const at::Tensor& dy, const at::Tens
                                             double dropout_p, bool training, std::optional<int64_t> dropout_seed,
                                             std::array<bool, 5> mask) {
   const int64_t in = weight.size(1), out = weight.size(0);
-  const at::ScalarType cd = lora_compute_dtype(lora_A, x), ad = lora_A.scalar_type();
+  const at::ScalarType cd = lora_compute_dtype(lora_A), ad = lora_A.scalar_type();
   const at::Tensor dy2 = dy.reshape({-1, out}), x2 = x.reshape({-1, in});  // (N, out), (N, in)
   const at::Tensor A = lora_A.to(cd), B = lora_B.to(cd);
   const at::Tensor dyl = dy2.to(cd);

@@ -59,20 +59,20 @@ at::Tensor flat_channels(const at::Tensor& t) {
   return t.transpose(0, 1).reshape({t.size(1), -1});
 }
 
-at::ScalarType lora_dtype_for(const LoraFactors& l, at::ScalarType x) {
-  return l.A.scalar_type() == at::kDouble ? at::kDouble : x;
+at::ScalarType lora_dtype_for(const LoraFactors& l) {
+  return l.A.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
 // The dropout multiplier of adapter k's input x (B, in, L), or undefined when dropout is off.
 at::Tensor dropout_mask(const MambaInnerArgs& a, int k, const at::Tensor& x, const LoraFactors& l) {
   if (!l.defined() || !lora_dropout_active(a.lora_dropout, a.training)) return {};
   TORCH_CHECK(a.dropout_seed, "mamba_inner: dropout needs dropout_seed (the Autograd layer draws one when None)");
-  return lora_dropout_mask(x.sizes(), a.lora_dropout, *a.dropout_seed + k, lora_dtype_for(l, x.scalar_type()), x.device());
+  return lora_dropout_mask(x.sizes(), a.lora_dropout, *a.dropout_seed + k, lora_dtype_for(l), x.device());
 }
 
 // The adapter's input: x in the LoRA compute dtype, times the dropout mask when there is one.
 at::Tensor lora_input(const at::Tensor& x, const LoraFactors& l, const at::Tensor& drop) {
-  const at::Tensor xl = x.to(lora_dtype_for(l, x.scalar_type()));
+  const at::Tensor xl = x.to(lora_dtype_for(l));
   return drop.defined() ? xl * drop : xl;
 }
 
@@ -80,7 +80,7 @@ at::Tensor lora_input(const at::Tensor& x, const LoraFactors& l, const at::Tenso
 at::Tensor project(const at::Tensor& x, const at::Tensor& w, const LoraFactors& l, const at::Tensor& drop) {
   at::Tensor y = wx(w, x);
   if (!l.defined()) return y;
-  const at::ScalarType cd = lora_dtype_for(l, x.scalar_type());
+  const at::ScalarType cd = lora_dtype_for(l);
   const at::Tensor u = wx(l.A.to(cd), lora_input(x, l, drop));  // (B, r, L)
   if (y.scalar_type() == cd) return add_wx_(y, l.B.to(cd), u, l.scale);
   // Low precision: cast, add in place, round once. (A mixed-dtype add_ would save the casts but runs
@@ -103,7 +103,7 @@ at::Tensor project_rows(const at::Tensor& x, const at::Tensor& w, const OptTenso
     y = at::baddbmm(bias->view({1, 1, -1}), xt, batched(w.t(), b));
   }
   if (!l.defined()) return y;
-  const at::ScalarType cd = lora_dtype_for(l, x.scalar_type());
+  const at::ScalarType cd = lora_dtype_for(l);
   const at::Tensor u = xw(lora_input(x, l, drop).transpose(1, 2), l.A.to(cd).t());  // (B, L, r)
   if (y.scalar_type() == cd) return add_xw_(y, u, l.B.to(cd).t(), l.scale);
   at::Tensor y32 = y.to(cd);  // as in project()
@@ -121,7 +121,7 @@ ProjectionGrads project_backward(const at::Tensor& dy, const at::Tensor& x, cons
   if (need_dx) g.dx = wx(w.t(), dy);  // (B, in, L)
   if (need_dw) g.dw = at::mm(flat_channels(dy), flat_channels(x).t());  // (out, in)
   if (!l.defined() || !(need_dx || need_dA || need_dB)) return g;
-  const at::ScalarType cd = lora_dtype_for(l, x.scalar_type()), ad = l.A.scalar_type();
+  const at::ScalarType cd = lora_dtype_for(l), ad = l.A.scalar_type();
   const at::Tensor A = l.A.to(cd), B = l.B.to(cd), dyl = dy.to(cd);
   at::Tensor xl;
   if (need_dA || need_dB) xl = lora_input(x, l, drop);
