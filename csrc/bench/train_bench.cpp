@@ -73,8 +73,9 @@ StepGemms step_gemms(models::CausalLM& model, int64_t tokens, std::optional<at::
       s.backward.push_back(linear_weight_grad(tokens, r, out, dt));  // dB = deᵀ · Aᵀ[ids]
       continue;
     }
-    // mft::lora_linear's thin path, in fp32 whatever the activations (ops/lora_linear.h): the minimum
-    // work (its backward also recomputes u = x Aᵀ, one more (tokens x in x r) GEMM, not counted).
+    // The adapter's low-rank products, in fp32 whatever the activations (ops/thin_gemm.h, for lora_linear
+    // and mamba_inner alike), timed as fp32 GEMMs: the minimum work (the backward also recomputes
+    // u = x Aᵀ, one more (tokens x in x r) product, not counted).
     const int64_t in = a->A.size(1);
     s.forward.push_back(linear_forward(tokens, in, r, at::kFloat));        // u = x Aᵀ
     s.forward.push_back(linear_forward(tokens, r, out, at::kFloat));       // y += s · u Bᵀ
@@ -156,6 +157,7 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     at::Tensor loss;
     {
       train::AutocastScope autocast(mode.dtype);
+      const models::NativeLogits native;               // as the trainer
       const at::Tensor logits = model.forward(ids);  // (B, L, V)
       loss = cross_entropy_sum(logits.view({-1, V}), labels);  // as the trainer (fp32 inside)
     }

@@ -4,6 +4,24 @@
 
 namespace mft::models {
 
+namespace {
+thread_local bool native_logits = false;
+}  // namespace
+
+NativeLogits::NativeLogits() : previous_(native_logits) {
+  native_logits = true;
+}
+NativeLogits::~NativeLogits() {
+  native_logits = previous_;
+}
+bool NativeLogits::active() {
+  return native_logits;
+}
+
+at::Tensor logits_out(const at::Tensor& logits) {
+  return native_logits ? logits : logits.to(at::kFloat);
+}
+
 at::Tensor repeat_cache_rows(const DecodeCache& cache, const at::Tensor& t, int64_t n) {
   TORCH_CHECK(cache.batch == 1 && n >= 1, "DecodeCache::repeat: needs a cache of one sequence and n >= 1; got batch ",
               cache.batch, ", n ", n);

@@ -33,6 +33,25 @@ struct DecodeCache {
 // `n` copies of a batch-1 cache tensor along dimension 0 (undefined stays undefined); checks batch == 1.
 at::Tensor repeat_cache_rows(const DecodeCache& cache, const at::Tensor& t, int64_t n);
 
+// While a NativeLogits guard is alive on this thread, CausalLM::forward / forward_cached return the logits
+// in the output layer's compute dtype (bf16/fp16 under autocast or in a half model) instead of fp32.
+// The training loss reads low-precision logits directly (ops/cross_entropy.h), so the trainer skips a
+// (B, L, vocab) fp32 copy and its gradient (mamba-130m, seq 512: 103 MB each, two casts a step).
+class NativeLogits {
+ public:
+  NativeLogits();
+  ~NativeLogits();
+  NativeLogits(const NativeLogits&) = delete;
+  NativeLogits& operator=(const NativeLogits&) = delete;
+  static bool active();
+
+ private:
+  bool previous_;
+};
+
+// The families' last step: logits (…, vocab) as fp32, or as they are under a NativeLogits guard.
+at::Tensor logits_out(const at::Tensor& logits);
+
 class CausalLM : public torch::nn::Module {
  public:
   // input_ids (B, L) int64 -> logits (B, L, vocab) fp32. seq_idx (B, L) int32 marks packed documents

@@ -296,7 +296,7 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
   at::Tensor h = trunk(input_ids, positions, cache, past, mask, &head, nullptr, keep);  // (B, L or last_logits, D)
   if (cache) cache->length += L;
   h = final_layer_norm(h);
-  return at::linear(h, head).to(at::kFloat);  // head (V, D)
+  return logits_out(at::linear(h, head));  // head (V, D)
 }
 
 namespace {
@@ -375,7 +375,7 @@ at::Tensor GPTNeoXForCausalLMImpl::forward_tree(const at::Tensor& input_ids, con
   const at::Tensor h = trunk(input_ids, positions.to(f32), cache, past, mask, &head, tree ? &*tree : nullptr,
                              logit_rows.numel() > 0 ? logit_rows : at::Tensor());
   const at::Tensor picked = final_layer_norm(logit_rows.numel() > 0 ? h.select(0, 0) : h.select(0, 0).narrow(0, 0, 0));
-  return at::linear(picked, head).to(at::kFloat);  // (N, V)
+  return logits_out(at::linear(picked, head));  // (N, V)
 }
 
 at::Tensor GPTNeoXForCausalLMImpl::trunk(const at::Tensor& input_ids, const at::Tensor& positions, GPTNeoXCache* cache,

@@ -257,7 +257,7 @@ at::Tensor MambaForCausalLMImpl::forward(const at::Tensor& input_ids, const std:
   h = norm_f(h.to(norm_f->weight.scalar_type()));
   // (V, D); frozen under autocast: its low-precision copy from the cast cache (core/cast_cache.h).
   const at::Tensor head = autocast_weight(in.head);
-  return at::linear(h.to(head.scalar_type()), head).to(at::kFloat);
+  return logits_out(at::linear(h.to(head.scalar_type()), head));
 }
 
 std::unique_ptr<DecodeCache> MambaCache::repeat(int64_t n) const {
@@ -319,7 +319,7 @@ at::Tensor MambaForCausalLMImpl::forward_cached(const at::Tensor& input_ids, Dec
   cache->length += input_ids.size(1);
   h = norm_f(last_positions(h, last_logits).to(norm_f->weight.scalar_type()));
   const at::Tensor head = config.tie_word_embeddings ? embeddings->weight : lm_head->weight;
-  return at::linear(h.to(head.scalar_type()), head).to(at::kFloat);
+  return logits_out(at::linear(h.to(head.scalar_type()), head));
 }
 
 namespace {

@@ -198,7 +198,7 @@ at::Tensor Mamba2ForCausalLMImpl::head(const at::Tensor& h, const at::Tensor& he
   const at::Tensor w = head_weight.defined()                ? head_weight
                        : config.tie_word_embeddings ? embeddings->weight
                                                     : lm_head->weight;  // (V, D)
-  return at::linear(normed.to(w.scalar_type()), w).to(at::kFloat);
+  return logits_out(at::linear(normed.to(w.scalar_type()), w));
 }
 
 at::Tensor Mamba2ForCausalLMImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx) {

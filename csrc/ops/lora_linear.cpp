@@ -5,6 +5,7 @@
 #include "ops/lora_linear.h"
 
 #include "core/check.h"
+#include "ops/thin_gemm.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -77,6 +78,12 @@ at::Tensor lora_input(const at::Tensor& x2, at::ScalarType cd, double p, bool tr
   return xl * lora_dropout_mask(x2.sizes(), p, *seed, cd, x2.device());
 }
 
+// Whether the low-rank products run in ops/thin_gemm.h (fp32 sums reading x in its own dtype: no fp32
+// copy of x or of the output): CPU fp32/bf16/fp16 activations, fp32 (or bf16/fp16) adapters, no dropout.
+bool thin_path(const at::Tensor& x2, const at::Tensor& lora_A, double p, bool training) {
+  return lora_compute_dtype(lora_A) == at::kFloat && !lora_dropout_active(p, training) && thin::supported(x2.t());
+}
+
 at::Tensor lora_linear_kernel(const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
                               const at::Tensor& lora_A, const at::Tensor& lora_B, double scale, double dropout_p,
                               bool training, std::optional<int64_t> dropout_seed) {
@@ -86,6 +93,10 @@ at::Tensor lora_linear_kernel(const at::Tensor& x, const at::Tensor& weight, con
   out_sizes.back() = out;
   const at::Tensor x2 = x.reshape({-1, in});                                        // (N, in)
   at::Tensor y = bias ? at::addmm(*bias, x2, weight.t()) : at::mm(x2, weight.t());  // (N, out)
+  if (thin_path(x2, lora_A, dropout_p, training)) {  // (N, out) seen as (out, N): y += s B (A x2ᵀ)
+    thin::add_b_u_(y.t(), lora_B.to(at::kFloat), thin::w_x(lora_A.to(at::kFloat), x2.t()), scale);
+    return y.view(out_sizes);
+  }
   const at::ScalarType cd = lora_compute_dtype(lora_A);
   const at::Tensor u = at::mm(lora_input(x2, cd, dropout_p, training, dropout_seed), lora_A.to(cd).t());  // (N, r)
   if (y.scalar_type() == cd) {
@@ -103,9 +114,27 @@ LoraLinearGrads lora_linear_backward_kernel(const at::Tensor& dy, const at::Tens
   const int64_t in = weight.size(1), out = weight.size(0);
   const at::ScalarType cd = lora_compute_dtype(lora_A), ad = lora_A.scalar_type();
   const at::Tensor dy2 = dy.reshape({-1, out}), x2 = x.reshape({-1, in});  // (N, out), (N, in)
+  at::Tensor dx, dw, db, dA, dB;
+  if (thin_path(x2, lora_A, dropout_p, training) && thin::supported(dy2.t())) {
+    // Transposed views (in, N), (out, N): g = s Bᵀ dy2ᵀ (r, N); dA = g x2; dx = dy2 W + (Aᵀ g)ᵀ rounded
+    // once; dB = s dy2ᵀ (A x2ᵀ)ᵀ.
+    const at::Tensor A = lora_A.to(at::kFloat), B = lora_B.to(at::kFloat);
+    if (mask[0] || mask[3]) {
+      const at::Tensor g = thin::w_x((B.t() * scale).contiguous(), dy2.t());
+      if (mask[3]) dA = thin::p_xt(g, x2.t()).to(ad);
+      if (mask[0]) {
+        dx = at::mm(dy2, weight);  // (N, in)
+        thin::add_b_u_(dx.t(), A.t().contiguous(), g, 1.0);
+        dx = dx.view(x.sizes());
+      }
+    }
+    if (mask[4]) dB = thin::p_xt(thin::w_x(A, x2.t()), dy2.t()).t().mul(scale).to(ad).contiguous();
+    if (mask[1]) dw = at::mm(dy2.t(), x2);
+    if (mask[2]) db = dy2.sum(0);
+    return {dx, dw, db, dA, dB};
+  }
   const at::Tensor A = lora_A.to(cd), B = lora_B.to(cd);
   const at::Tensor dyl = dy2.to(cd);
-  at::Tensor dx, dw, db, dA, dB;
   const bool need_g = mask[0] || mask[3];
   const bool dropout = lora_dropout_active(dropout_p, training);
   at::Tensor drop;  // (N, in) multiplier, only with dropout

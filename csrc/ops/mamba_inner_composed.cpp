@@ -7,6 +7,7 @@
 #include "ops/lora_linear.h"
 #include "ops/mamba_inner_kernels.h"
 #include "ops/selective_scan.h"
+#include "ops/thin_gemm.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -76,10 +77,26 @@ at::Tensor lora_input(const at::Tensor& x, const LoraFactors& l, const at::Tenso
   return drop.defined() ? xl * drop : xl;
 }
 
+// Whether the adapter's products run in ops/thin_gemm.h (fp32 sums, the activations read in their own
+// dtype and layout, no casts): CPU, fp32/bf16/fp16, no dropout mask (which the fallback materialises
+// with xl), every batch slice of `ts` (3-D) a matrix the kernels take.
+bool thin_path(const LoraFactors& l, const at::Tensor& drop, std::initializer_list<at::Tensor> ts) {
+  if (!l.defined() || drop.defined() || l.A.scalar_type() == at::kDouble) return false;
+  for (const auto& t : ts) {
+    if (!thin::supported(t.select(0, 0))) return false;
+  }
+  return true;
+}
+
 // y (B, out, L) = W x + s · B (A xl): the base GEMM in x's dtype, the update in fp32, one rounding.
 at::Tensor project(const at::Tensor& x, const at::Tensor& w, const LoraFactors& l, const at::Tensor& drop) {
   at::Tensor y = wx(w, x);
   if (!l.defined()) return y;
+  if (thin_path(l, drop, {x, y})) {
+    const at::Tensor A = l.A.to(at::kFloat), B = l.B.to(at::kFloat);
+    for (int64_t b = 0; b < x.size(0); ++b) thin::add_b_u_(y.select(0, b), B, thin::w_x(A, x.select(0, b)), l.scale);
+    return y;
+  }
   const at::ScalarType cd = lora_dtype_for(l);
   const at::Tensor u = wx(l.A.to(cd), lora_input(x, l, drop));  // (B, r, L)
   if (y.scalar_type() == cd) return add_wx_(y, l.B.to(cd), u, l.scale);
@@ -103,6 +120,13 @@ at::Tensor project_rows(const at::Tensor& x, const at::Tensor& w, const OptTenso
     y = at::baddbmm(bias->view({1, 1, -1}), xt, batched(w.t(), b));
   }
   if (!l.defined()) return y;
+  if (thin_path(l, drop, {x, y.transpose(1, 2)})) {
+    const at::Tensor A = l.A.to(at::kFloat), B = l.B.to(at::kFloat);
+    for (int64_t i = 0; i < b; ++i) {
+      thin::add_b_u_(y.select(0, i).t(), B, thin::w_x(A, x.select(0, i)), l.scale);  // y[i] (L, out) as (out, L)
+    }
+    return y;
+  }
   const at::ScalarType cd = lora_dtype_for(l);
   const at::Tensor u = xw(lora_input(x, l, drop).transpose(1, 2), l.A.to(cd).t());  // (B, L, r)
   if (y.scalar_type() == cd) return add_xw_(y, u, l.B.to(cd).t(), l.scale);
@@ -114,6 +138,29 @@ struct ProjectionGrads {
   at::Tensor dx, dw, dA, dB;
 };
 
+// The adapter's part of project_backward on the thin path: g = s Bᵀ dy (B, r, L); dA = Σ_b g xᵀ;
+// dx += Aᵀ g (one rounding); dB = s Σ_b dy uᵀ with u = A x recomputed. Batch slices in order.
+void project_backward_thin(const at::Tensor& dy, const at::Tensor& x, const LoraFactors& l, bool need_dx,
+                           bool need_dA, bool need_dB, ProjectionGrads& out) {
+  const at::Tensor A = l.A.to(at::kFloat), B = l.B.to(at::kFloat);
+  const at::Tensor sBt = (B.t() * l.scale).contiguous(), At = A.t().contiguous();  // (r, out), (in, r)
+  at::Tensor dA, dBt;                                                               // (r, in), (r, out)
+  for (int64_t b = 0; b < x.size(0); ++b) {
+    const at::Tensor dyb = dy.select(0, b), xb = x.select(0, b);
+    if (need_dx || need_dA) {
+      const at::Tensor g = thin::w_x(sBt, dyb);  // (r, L)
+      if (need_dA) dA = dA.defined() ? dA.add_(thin::p_xt(g, xb)) : thin::p_xt(g, xb);
+      if (need_dx) thin::add_b_u_(out.dx.select(0, b), At, g, 1.0);
+    }
+    if (need_dB) {
+      const at::Tensor pb = thin::p_xt(thin::w_x(A, xb), dyb);
+      dBt = dBt.defined() ? dBt.add_(pb) : pb;
+    }
+  }
+  if (need_dA) out.dA = dA.to(l.A.scalar_type());
+  if (need_dB) out.dB = dBt.t().mul(l.scale).to(l.B.scalar_type()).contiguous();
+}
+
 // Backward of project(): dy (B, out, L) in any strides. Computes only what is asked.
 ProjectionGrads project_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w, const LoraFactors& l,
                                  const at::Tensor& drop, bool need_dx, bool need_dw, bool need_dA, bool need_dB) {
@@ -121,6 +168,10 @@ ProjectionGrads project_backward(const at::Tensor& dy, const at::Tensor& x, cons
   if (need_dx) g.dx = wx(w.t(), dy);  // (B, in, L)
   if (need_dw) g.dw = at::mm(flat_channels(dy), flat_channels(x).t());  // (out, in)
   if (!l.defined() || !(need_dx || need_dA || need_dB)) return g;
+  if (thin_path(l, drop, {dy, x}) && (!need_dx || thin::supported(g.dx.select(0, 0)))) {
+    project_backward_thin(dy, x, l, need_dx, need_dA, need_dB, g);
+    return g;
+  }
   const at::ScalarType cd = lora_dtype_for(l), ad = l.A.scalar_type();
   const at::Tensor A = l.A.to(cd), B = l.B.to(cd), dyl = dy.to(cd);
   at::Tensor xl;

@@ -89,6 +89,7 @@ void set_up_peft(models::CausalLM& model, const recipe::Recipe& r) {
 
 // Sum of token losses (fp32) over trained positions.
 at::Tensor token_loss_sum(models::CausalLM& model, const data::Batch& b, bool packed) {
+  const models::NativeLogits native;  // the loss reads low-precision logits without an fp32 copy
   const at::Tensor logits = packed ? model.forward(b.input_ids, b.seq_idx) : model.forward(b.input_ids);
   return cross_entropy_sum(logits.view({-1, logits.size(-1)}), b.labels.view({-1}), -100);
 }

@@ -272,6 +272,31 @@ TEST_CASE("presets build with their family's init; tiny presets have matched siz
   CHECK_THROWS_WITH(mft::models::load_model("preset:mamba-7b"), Contains("unknown preset \"mamba-7b\"; presets are:"));
 }
 
+TEST_CASE("NativeLogits keeps the output layer's dtype; without it logits are fp32", "[models][dtypes]") {
+  for (const char* name : {"mamba-tiny", "pythia-tiny", "mamba2-tiny"}) {
+    INFO(name);
+    auto model = mft::models::load_model(std::string("preset:") + name, 3);
+    mft::models::cast_model(*model, at::kBFloat16);
+    at::NoGradGuard no_grad;
+    const at::Tensor ids = at::randint(0, 200, {2, 9}, at::kLong);
+    const at::Tensor f32 = model->forward(ids);
+    CHECK(f32.scalar_type() == at::kFloat);
+    at::Tensor native, cached;
+    {
+      const mft::models::NativeLogits guard;
+      CHECK(mft::models::NativeLogits::active());
+      native = model->forward(ids);
+      auto cache = model->new_cache(2);
+      cached = model->forward_cached(ids, *cache, /*last_logits=*/1);
+    }
+    CHECK_FALSE(mft::models::NativeLogits::active());  // restored at scope exit
+    CHECK(native.scalar_type() == at::kBFloat16);
+    CHECK(cached.scalar_type() == at::kBFloat16);
+    CHECK(at::equal(native.to(at::kFloat), f32));  // the same values, only not cast
+    CHECK(model->forward(ids).scalar_type() == at::kFloat);
+  }
+}
+
 TEST_CASE("models run in bf16 and fp16 with at most twice HF's bf16 error", "[models][dtypes]") {
   if (!have_python()) return;
   for (const char* config : kAllConfigs) {

@@ -1,0 +1,311 @@
+// CPU kernels of ops/thin_gemm.h. Two loop orders per product, by which dimension of X is contiguous:
+// blocks of 2 lane vectors of columns with up to 8 rows of sums in registers over the long axis
+// (block_sums), or up to 8 dot products along the contiguous axis (row_dots); y's update combines the
+// rank's rows lane vector by lane vector (add_combination). X is converted lane vector by lane vector.
+#include "ops/thin_gemm.h"
+
+#include "core/check.h"
+#include "core/simd.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+namespace mft::thin {
+namespace {
+bool unit(const at::Tensor& t, int d) {
+  return t.size(d) == 1 || t.stride(d) == 1;
+}
+
+using simd::kLanes;
+using simd::VF;
+typedef uint16_t VU16 __attribute__((vector_size(kLanes * sizeof(uint16_t))));
+typedef uint32_t VU32 __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+
+// kLanes values of T at p (contiguous) as fp32 lanes.
+template <typename T>
+inline VF load_lanes(const T* p) {
+  VF f;
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(&f, p, sizeof f);
+  } else if constexpr (std::is_same_v<T, c10::BFloat16>) {  // bf16 = the high half of an fp32
+    VU16 h;
+    std::memcpy(&h, p, sizeof h);
+    const VU32 w = __builtin_convertvector(h, VU32) << 16;
+    std::memcpy(&f, &w, sizeof f);
+  } else {
+    for (int k = 0; k < kLanes; ++k) f[k] = static_cast<float>(p[k]);
+  }
+  return f;
+}
+
+// Stores fp32 lanes to p as T, rounded to nearest even (NaN stays NaN), as c10's conversions do.
+template <typename T>
+inline void store_lanes(VF f, T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(p, &f, sizeof f);
+  } else if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    VU32 bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    VU32 r = (bits + (((bits >> 16) & 1u) + 0x7FFFu)) >> 16;
+    r = f != f ? VU32{} + 0x7FC0u : r;
+    const VU16 h = __builtin_convertvector(r, VU16);
+    std::memcpy(p, &h, sizeof h);
+  } else {
+    for (int k = 0; k < kLanes; ++k) p[k] = static_cast<T>(f[k]);
+  }
+}
+
+// dst[i] = float(src[i * stride]), i < n.
+template <typename T>
+void to_f32(const T* src, int64_t stride, int64_t n, float* dst) {
+  int64_t i = 0;
+  if (stride == 1) {
+    for (; i + kLanes <= n; i += kLanes) {
+      const VF f = load_lanes(src + i);
+      std::memcpy(dst + i, &f, sizeof f);
+    }
+  }
+  for (; i < n; ++i) dst[i] = static_cast<float>(src[i * stride]);
+}
+
+// Calls f(std::integral_constant<int, R>) for R = min(8, r): the kernels keep R rows of sums in
+// registers; ranks above 8 run in groups of 8.
+constexpr int kGroup = 8;
+template <typename F>
+void with_rank(int64_t r, F&& f) {
+  switch (r) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    default: return f(std::integral_constant<int, 8>{});
+  }
+}
+
+// Shape A. out[j, c0 + c] = Σ_i f[j * fs + i] · X[i * xs + c0 + c] for j < R, c < n <= 2 kLanes, i < I:
+// 2R lane sums in registers over the long axis i; X's block read once (a tail block through a zero-padded
+// buffer). out row j at out + j * os.
+template <int R, typename T>
+void block_sums(const float* f, int64_t fs, int64_t I, const T* X, int64_t xs, int64_t c0, int64_t n, float* out,
+                int64_t os) {
+  VF a0[R], a1[R];
+  for (int j = 0; j < R; ++j) a0[j] = a1[j] = VF{};
+  alignas(64) float pad[2 * kLanes];
+  const bool full = n == 2 * kLanes;
+  for (int64_t i = 0; i < I; ++i) {
+    const T* xi = X + i * xs + c0;
+    VF x0, x1;
+    if (full) {
+      x0 = load_lanes(xi);
+      x1 = load_lanes(xi + kLanes);
+    } else {
+      std::fill(pad, pad + 2 * kLanes, 0.0f);
+      to_f32(xi, 1, n, pad);
+      std::memcpy(&x0, pad, sizeof x0);
+      std::memcpy(&x1, pad + kLanes, sizeof x1);
+    }
+    for (int j = 0; j < R; ++j) {
+      const VF c = simd::splat<VF>(f[j * fs + i]);
+      a0[j] += c * x0;
+      a1[j] += c * x1;
+    }
+  }
+  for (int j = 0; j < R; ++j) {
+    std::memcpy(pad, &a0[j], sizeof a0[j]);
+    std::memcpy(pad + kLanes, &a1[j], sizeof a1[j]);
+    std::memcpy(out + j * os + c0, pad, n * sizeof(float));
+  }
+}
+
+// Shape B. out[j * os] = Σ_i f[j * fs + i] · x[i] for j < R, i < n (x contiguous): R lane sums, then one
+// horizontal sum each.
+template <int R, typename T>
+void row_dots(const float* f, int64_t fs, const T* x, int64_t n, float* out, int64_t os) {
+  VF a[R];
+  for (int j = 0; j < R; ++j) a[j] = VF{};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const VF xv = load_lanes(x + i);
+    for (int j = 0; j < R; ++j) {
+      VF fv;
+      std::memcpy(&fv, f + j * fs + i, sizeof fv);
+      a[j] += fv * xv;
+    }
+  }
+  for (int j = 0; j < R; ++j) {
+    float t = simd::hsum(a[j]);
+    for (int64_t k = i; k < n; ++k) t += f[j * fs + k] * static_cast<float>(x[k]);
+    out[j * os] = t;
+  }
+}
+
+// Shape C. y[c] = T(float(y[c]) + s · Σ_j coef[j * cs] · rows[j * rs + c]) for c < n (y contiguous).
+template <typename T>
+void add_combination(const float* coef, int64_t cs, int64_t r, const float* rows, int64_t rs, float s, int64_t n,
+                     T* y) {
+  const VF sv = simd::splat<VF>(s);
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    VF a{};
+    for (int64_t j = 0; j < r; ++j) {
+      VF rv;
+      std::memcpy(&rv, rows + j * rs + c, sizeof rv);
+      a += simd::splat<VF>(coef[j * cs]) * rv;
+    }
+    store_lanes(load_lanes(y + c) + sv * a, y + c);
+  }
+  for (; c < n; ++c) {
+    float a = 0;
+    for (int64_t j = 0; j < r; ++j) a += coef[j * cs] * rows[j * rs + c];
+    y[c] = static_cast<T>(static_cast<float>(y[c]) + s * a);
+  }
+}
+
+template <typename F>
+void dispatch(at::ScalarType t, F&& f) {
+  switch (t) {
+    case at::kFloat:
+      f(float{});
+      return;
+    case at::kBFloat16:
+      f(c10::BFloat16{});
+      return;
+    case at::kHalf:
+      f(c10::Half{});
+      return;
+    default:
+      TORCH_CHECK(false, "thin_gemm: unsupported dtype ", t);
+  }
+}
+
+// A small fp32 factor as a contiguous (rows, cols) matrix.
+at::Tensor factor(const at::Tensor& f, int64_t rows, int64_t cols, const char* name) {
+  TORCH_CHECK(f.dim() == 2 && f.size(0) == rows && f.size(1) == cols && f.scalar_type() == at::kFloat, "thin_gemm: ",
+              name, " must be fp32 (", rows, ", ", cols, "); got ", f.scalar_type(), " ", shape_str(f.sizes()));
+  return f.contiguous();
+}
+
+bool is_supported(const at::Tensor& x) {
+  const at::ScalarType t = x.scalar_type();
+  return x.device().is_cpu() && x.dim() == 2 && (t == at::kFloat || t == at::kBFloat16 || t == at::kHalf) &&
+         (unit(x, 0) || unit(x, 1));
+}
+
+void check_x(const at::Tensor& x, const char* name) {
+  TORCH_CHECK(is_supported(x), "thin_gemm: ", name, " must be a CPU fp32/bf16/fp16 matrix with a unit stride; got ",
+              x.scalar_type(), " ", shape_str(x.sizes()), " strides ", shape_str(x.strides()));
+}
+}  // namespace
+
+bool supported(const at::Tensor& x) {
+  return is_supported(x);
+}
+
+// Column blocks of the shape-A loops: two lane vectors.
+constexpr int64_t kBlock = 2 * kLanes;
+
+at::Tensor w_x(const at::Tensor& w, const at::Tensor& x) {
+  check_x(x, "x");
+  const int64_t K = x.size(0), L = x.size(1), r = w.size(0);
+  const at::Tensor wc = factor(w, r, K, "w");
+  at::Tensor out = at::empty({r, L}, x.options().dtype(at::kFloat));
+  const float* W = wc.const_data_ptr<float>();
+  float* U = out.mutable_data_ptr<float>();
+  const int64_t s0 = x.stride(0), s1 = x.stride(1);
+  dispatch(x.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* X = x.const_data_ptr<T>();
+    if (s1 == 1 || L == 1) {  // rows along L: blocks of columns, sums over k
+      at::parallel_for(0, (L + kBlock - 1) / kBlock, 4, [&](int64_t b0, int64_t b1) {
+        for (int64_t blk = b0; blk < b1; ++blk) {
+          const int64_t l0 = blk * kBlock, n = std::min(kBlock, L - l0);
+          for (int64_t j0 = 0; j0 < r; j0 += kGroup) {
+            with_rank(r - j0, [&](auto R) {
+              block_sums<R()>(W + j0 * K, K, K, X, s0, l0, n, U + j0 * L, L);
+            });
+          }
+        }
+      });
+    } else {  // columns along K: r dot products per column
+      at::parallel_for(0, L, 16, [&](int64_t l0, int64_t l1) {
+        for (int64_t l = l0; l < l1; ++l) {
+          for (int64_t j0 = 0; j0 < r; j0 += kGroup) {
+            with_rank(r - j0, [&](auto R) { row_dots<R()>(W + j0 * K, K, X + l * s1, K, U + j0 * L + l, L); });
+          }
+        }
+      });
+    }
+  });
+  return out;
+}
+
+at::Tensor p_xt(const at::Tensor& p, const at::Tensor& x) {
+  check_x(x, "x");
+  const int64_t K = x.size(0), L = x.size(1), r = p.size(0);
+  const at::Tensor pc = factor(p, r, L, "p");
+  at::Tensor out = at::empty({r, K}, x.options().dtype(at::kFloat));
+  const float* P = pc.const_data_ptr<float>();
+  float* G = out.mutable_data_ptr<float>();
+  const int64_t s0 = x.stride(0), s1 = x.stride(1);
+  dispatch(x.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* X = x.const_data_ptr<T>();
+    if (s1 == 1 || L == 1) {  // rows along L: r dot products per row
+      at::parallel_for(0, K, 16, [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) {
+          for (int64_t j0 = 0; j0 < r; j0 += kGroup) {
+            with_rank(r - j0, [&](auto R) { row_dots<R()>(P + j0 * L, L, X + k * s0, L, G + j0 * K + k, K); });
+          }
+        }
+      });
+    } else {  // columns along K: blocks of k, sums over l
+      at::parallel_for(0, (K + kBlock - 1) / kBlock, 4, [&](int64_t b0, int64_t b1) {
+        for (int64_t blk = b0; blk < b1; ++blk) {
+          const int64_t k0 = blk * kBlock, n = std::min(kBlock, K - k0);
+          for (int64_t j0 = 0; j0 < r; j0 += kGroup) {
+            with_rank(r - j0, [&](auto R) {
+              block_sums<R()>(P + j0 * L, L, L, X, s1, k0, n, G + j0 * K, K);
+            });
+          }
+        }
+      });
+    }
+  });
+  return out;
+}
+
+void add_b_u_(const at::Tensor& y, const at::Tensor& bm, const at::Tensor& u, double s) {
+  check_x(y, "y");
+  const int64_t M = y.size(0), L = y.size(1), r = bm.size(1);
+  const at::Tensor bc = factor(bm, M, r, "bm"), uc = factor(u, r, L, "u");
+  const float* U = uc.const_data_ptr<float>();
+  const float* Bm = bc.const_data_ptr<float>();
+  const int64_t s0 = y.stride(0), s1 = y.stride(1);
+  const float sf = static_cast<float>(s);
+  dispatch(y.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    T* Y = y.mutable_data_ptr<T>();
+    if (s1 == 1 || L == 1) {  // rows along L: row m = Σ_j bm[m, j] u[j, :]
+      at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
+        for (int64_t m = m0; m < m1; ++m) add_combination(Bm + m * r, 1, r, U, L, sf, L, Y + m * s0);
+      });
+    } else {  // columns along M: column l = Σ_j u[j, l] bmᵀ[j, :]
+      const at::Tensor bt = bc.t().contiguous();  // (r, M)
+      const float* Bt = bt.const_data_ptr<float>();
+      at::parallel_for(0, L, 16, [&](int64_t l0, int64_t l1) {
+        for (int64_t l = l0; l < l1; ++l) add_combination(U + l, L, r, Bt, M, sf, M, Y + l * s1);
+      });
+    }
+  });
+}
+
+}  // namespace mft::thin
