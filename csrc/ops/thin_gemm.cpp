@@ -1,7 +1,8 @@
-// CPU kernels of ops/thin_gemm.h. Two loop orders per product, by which dimension of X is contiguous:
-// blocks of 2 lane vectors of columns with up to 8 rows of sums in registers over the long axis
-// (block_sums), or up to 8 dot products along the contiguous axis (row_dots); y's update combines the
-// rank's rows lane vector by lane vector (add_combination). X is converted lane vector by lane vector.
+// CPU kernels of ops/thin_gemm.h. One product kernel f (r, K) · x (K, L) with two loop orders by x's
+// layout: blocks of 2 lane vectors of columns with up to 8 rows of sums in registers over k (block_sums),
+// or up to 8 dot products along the contiguous k (row_dots); p xᵀ is that product on x's transposed view.
+// y's update combines the rank's rows lane vector by lane vector (add_combination). Activations are
+// converted to fp32 lane vector by lane vector.
 #include "ops/thin_gemm.h"
 
 #include "core/check.h"
@@ -213,10 +214,13 @@ bool supported(const at::Tensor& x) {
 // Column blocks of the shape-A loops: two lane vectors.
 constexpr int64_t kBlock = 2 * kLanes;
 
-at::Tensor w_x(const at::Tensor& w, const at::Tensor& x) {
+namespace {
+// out (r, L) = f (r, K) · x (K, L); `name` is f's name in errors. Blocks of columns with sums over k
+// when x's rows are contiguous, else r dot products per column.
+at::Tensor product(const at::Tensor& f, const at::Tensor& x, const char* name) {
   check_x(x, "x");
-  const int64_t K = x.size(0), L = x.size(1), r = w.size(0);
-  const at::Tensor wc = factor(w, r, K, "w");
+  const int64_t K = x.size(0), L = x.size(1), r = f.size(0);
+  const at::Tensor wc = factor(f, r, K, name);
   at::Tensor out = at::empty({r, L}, x.options().dtype(at::kFloat));
   const float* W = wc.const_data_ptr<float>();
   float* U = out.mutable_data_ptr<float>();
@@ -247,40 +251,16 @@ at::Tensor w_x(const at::Tensor& w, const at::Tensor& x) {
   });
   return out;
 }
+}  // namespace
 
+at::Tensor w_x(const at::Tensor& w, const at::Tensor& x) {
+  return product(w, x, "w");
+}
+
+// p xᵀ is the same product with x's axes swapped (a view): its loop order follows x's layout.
 at::Tensor p_xt(const at::Tensor& p, const at::Tensor& x) {
   check_x(x, "x");
-  const int64_t K = x.size(0), L = x.size(1), r = p.size(0);
-  const at::Tensor pc = factor(p, r, L, "p");
-  at::Tensor out = at::empty({r, K}, x.options().dtype(at::kFloat));
-  const float* P = pc.const_data_ptr<float>();
-  float* G = out.mutable_data_ptr<float>();
-  const int64_t s0 = x.stride(0), s1 = x.stride(1);
-  dispatch(x.scalar_type(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* X = x.const_data_ptr<T>();
-    if (s1 == 1 || L == 1) {  // rows along L: r dot products per row
-      at::parallel_for(0, K, 16, [&](int64_t k0, int64_t k1) {
-        for (int64_t k = k0; k < k1; ++k) {
-          for (int64_t j0 = 0; j0 < r; j0 += kGroup) {
-            with_rank(r - j0, [&](auto R) { row_dots<R()>(P + j0 * L, L, X + k * s0, L, G + j0 * K + k, K); });
-          }
-        }
-      });
-    } else {  // columns along K: blocks of k, sums over l
-      at::parallel_for(0, (K + kBlock - 1) / kBlock, 4, [&](int64_t b0, int64_t b1) {
-        for (int64_t blk = b0; blk < b1; ++blk) {
-          const int64_t k0 = blk * kBlock, n = std::min(kBlock, K - k0);
-          for (int64_t j0 = 0; j0 < r; j0 += kGroup) {
-            with_rank(r - j0, [&](auto R) {
-              block_sums<R()>(P + j0 * L, L, L, X, s1, k0, n, G + j0 * K, K);
-            });
-          }
-        }
-      });
-    }
-  });
-  return out;
+  return product(p, x.t(), "p");
 }
 
 void add_b_u_(const at::Tensor& y, const at::Tensor& bm, const at::Tensor& u, double s) {
