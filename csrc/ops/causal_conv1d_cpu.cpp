@@ -66,16 +66,33 @@ inline S sigmoid(S v) {
   return S(1) / (S(1) + std::exp(-v));
 }
 
-// One row's operands: xp = [initial states | x row] (W - 1 + L), weights, bias, and the tap masks.
+// The tap masks of every batch row (B, W, L): 1 when tap k of output t reads the same document. They
+// depend on the row's seq_idx only, so they are built once per call, not once per channel.
+std::vector<uint8_t> tap_masks(const ConvGeometry& g, const at::Tensor& seq) {
+  std::vector<uint8_t> same(g.batch * g.width * g.seqlen);
+  const int64_t pad = g.width - 1;
+  for (int64_t b = 0; b < g.batch; ++b) {
+    const int32_t* s = seq.const_data_ptr<int32_t>() + b * g.seqlen;
+    for (int64_t k = 0; k < g.width; ++k) {
+      const int64_t shift = pad - k;
+      uint8_t* m = same.data() + (b * g.width + k) * g.seqlen;
+      for (int64_t t = 0; t < g.seqlen; ++t) m[t] = s[t - shift >= 0 ? t - shift : 0] == s[t];
+    }
+  }
+  return same;
+}
+
+// One row's operands: xp = [initial states | x row] (W - 1 + L), weights, bias, and (with seq_idx) the
+// row's tap masks (W, L).
 template <typename S>
 struct ConvRow {
   std::vector<S> xp, w, acc;
-  std::vector<uint8_t> same;  // (W, L): 1 when tap k of output t reads the same document
+  const uint8_t* same = nullptr;
   S bias = 0;
   ConvRow(const ConvGeometry& g) : xp(g.width - 1 + g.seqlen), w(g.width), acc(g.seqlen) {}
 
   void load_row(const ConvGeometry& g, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
-                const at::Tensor& init, const int32_t* seq, int64_t bi, int64_t d) {
+                const at::Tensor& init, const uint8_t* masks, int64_t bi, int64_t d) {
     const int64_t pad = g.width - 1, row = bi * g.dim + d;
     if (init.defined())
       load<S>(init, row * pad, pad, xp.data());
@@ -85,15 +102,7 @@ struct ConvRow {
     load<S>(weight, d * g.width, g.width, w.data());
     bias = S(0);
     if (b.defined()) load<S>(b, d, 1, &bias);
-    if (seq) {
-      same.resize(g.width * g.seqlen);
-      for (int64_t k = 0; k < g.width; ++k) {
-        const int64_t shift = pad - k;
-        for (int64_t t = 0; t < g.seqlen; ++t) {
-          same[k * g.seqlen + t] = seq[t - shift >= 0 ? t - shift : 0] == seq[t];
-        }
-      }
-    }
+    same = masks ? masks + bi * g.width * g.seqlen : nullptr;
   }
   // acc[t] = bias + sum_k w[k] xp[t + k] (pre-activation).
   void pre_activation(const ConvGeometry& g, bool masked) {
@@ -104,7 +113,7 @@ struct ConvRow {
       const S wk = w[k];
       const S* __restrict src = xp.data() + k;
       if (masked) {
-        const uint8_t* __restrict m = same.data() + k * L;
+        const uint8_t* __restrict m = same + k * L;
         for (int64_t t = 0; t < L; ++t) a[t] += m[t] ? wk * src[t] : S(0);
       } else {
         for (int64_t t = 0; t < L; ++t) a[t] += wk * src[t];
@@ -116,16 +125,18 @@ struct ConvRow {
 struct ConvOperands {
   ConvGeometry g;
   at::Tensor x, weight, bias, init, seq;
+  std::vector<uint8_t> masks;  // tap_masks, with seq_idx
   ConvOperands(const at::Tensor& x_, const at::Tensor& w_, const OptTensor& b_, const OptTensor& i_,
                const OptTensor& s_, const ConvGeometry& geo)
       : g(geo), x(x_.contiguous()), weight(w_.contiguous()) {
     if (b_) bias = b_->contiguous();
     if (i_) init = i_->contiguous();
-    if (s_) seq = s_->contiguous();
+    if (s_) {
+      seq = s_->contiguous();
+      masks = tap_masks(g, seq);
+    }
   }
-  const int32_t* seq_row(int64_t b) const {
-    return seq.defined() ? seq.const_data_ptr<int32_t>() + b * g.seqlen : nullptr;
-  }
+  const uint8_t* mask_data() const { return seq.defined() ? masks.data() : nullptr; }
 };
 
 template <typename S>
@@ -136,9 +147,8 @@ at::Tensor forward_impl(const ConvOperands& op, bool silu) {
     ConvRow<S> r(g);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / g.dim, d = row % g.dim;
-      const int32_t* seq = op.seq_row(b);
-      r.load_row(g, op.x, op.weight, op.bias, op.init, seq, b, d);
-      r.pre_activation(g, seq != nullptr);
+      r.load_row(g, op.x, op.weight, op.bias, op.init, op.mask_data(), b, d);
+      r.pre_activation(g, r.same != nullptr);
       if (silu) simd::silu_inplace(r.acc.data(), g.seqlen);
       store<S>(r.acc.data(), g.seqlen, out, row * g.seqlen);
     }
@@ -161,9 +171,8 @@ ConvGrads backward_impl(const ConvOperands& op, const at::Tensor& dout_in, bool 
     std::vector<S> gr(g.seqlen), gm(g.seqlen), dxp(pad + g.seqlen);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / g.dim, d = row % g.dim;
-      const int32_t* seq = op.seq_row(b);
-      const bool masked = seq != nullptr;
-      r.load_row(g, op.x, op.weight, op.bias, op.init, seq, b, d);
+      r.load_row(g, op.x, op.weight, op.bias, op.init, op.mask_data(), b, d);
+      const bool masked = r.same != nullptr;
       load<S>(dout, row * g.seqlen, g.seqlen, gr.data());
       if (silu) {  // d silu(a)/da = s (1 + a (1 - s))
         r.pre_activation(g, masked);
@@ -185,7 +194,7 @@ ConvGrads backward_impl(const ConvOperands& op, const at::Tensor& dout_in, bool 
       for (int64_t k = 0; k < g.width; ++k) {
         const S* g_k = gr.data();
         if (masked) {  // tap k's gradient with the taps that cross a document boundary zeroed
-          const uint8_t* __restrict m = r.same.data() + k * g.seqlen;
+          const uint8_t* __restrict m = r.same + k * g.seqlen;
           for (int64_t t = 0; t < g.seqlen; ++t) gm[t] = m[t] ? gr[t] : S(0);
           g_k = gm.data();
         }
