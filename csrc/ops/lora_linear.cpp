@@ -116,19 +116,13 @@ LoraLinearGrads lora_linear_backward_kernel(const at::Tensor& dy, const at::Tens
   const at::Tensor dy2 = dy.reshape({-1, out}), x2 = x.reshape({-1, in});  // (N, out), (N, in)
   at::Tensor dx, dw, db, dA, dB;
   if (thin_path(x2, lora_A, dropout_p, training) && thin::supported(dy2.t())) {
-    // Transposed views (in, N), (out, N): g = s Bᵀ dy2ᵀ (r, N); dA = g x2; dx = dy2 W + (Aᵀ g)ᵀ rounded
-    // once; dB = s dy2ᵀ (A x2ᵀ)ᵀ.
-    const at::Tensor A = lora_A.to(at::kFloat), B = lora_B.to(at::kFloat);
-    if (mask[0] || mask[3]) {
-      const at::Tensor g = thin::w_x((B.t() * scale).contiguous(), dy2.t());
-      if (mask[3]) dA = thin::p_xt(g, x2.t()).to(ad);
-      if (mask[0]) {
-        dx = at::mm(dy2, weight);  // (N, in)
-        thin::add_b_u_(dx.t(), A.t().contiguous(), g, 1.0);
-        dx = dx.view(x.sizes());
-      }
-    }
-    if (mask[4]) dB = thin::p_xt(thin::w_x(A, x2.t()), dy2.t()).t().mul(scale).to(ad).contiguous();
+    // On the transposed views (out, N), (in, N); dx = dy2 W plus the adapter's part, rounded once.
+    if (mask[0]) dx = at::mm(dy2, weight);  // (N, in)
+    auto [da, dbt] = thin::update_backward(dy2.t(), x2.t(), lora_A.to(at::kFloat), lora_B.to(at::kFloat), scale,
+                                           mask[0] ? dx.t() : at::Tensor(), mask[3], mask[4]);
+    if (mask[0]) dx = dx.view(x.sizes());
+    if (mask[3]) dA = da.to(ad);
+    if (mask[4]) dB = dbt.t().mul(scale).to(ad).contiguous();
     if (mask[1]) dw = at::mm(dy2.t(), x2);
     if (mask[2]) db = dy2.sum(0);
     return {dx, dw, db, dA, dB};

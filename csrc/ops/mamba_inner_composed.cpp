@@ -138,24 +138,16 @@ struct ProjectionGrads {
   at::Tensor dx, dw, dA, dB;
 };
 
-// The adapter's part of project_backward on the thin path: g = s Bᵀ dy (B, r, L); dA = Σ_b g xᵀ;
-// dx += Aᵀ g (one rounding); dB = s Σ_b dy uᵀ with u = A x recomputed. Batch slices in order.
+// The adapter's part of project_backward on the thin path, batch slices summed in order.
 void project_backward_thin(const at::Tensor& dy, const at::Tensor& x, const LoraFactors& l, bool need_dx,
                            bool need_dA, bool need_dB, ProjectionGrads& out) {
   const at::Tensor A = l.A.to(at::kFloat), B = l.B.to(at::kFloat);
-  const at::Tensor sBt = (B.t() * l.scale).contiguous(), At = A.t().contiguous();  // (r, out), (in, r)
-  at::Tensor dA, dBt;                                                               // (r, in), (r, out)
+  at::Tensor dA, dBt;  // (r, in), (r, out) / s
   for (int64_t b = 0; b < x.size(0); ++b) {
-    const at::Tensor dyb = dy.select(0, b), xb = x.select(0, b);
-    if (need_dx || need_dA) {
-      const at::Tensor g = thin::w_x(sBt, dyb);  // (r, L)
-      if (need_dA) dA = dA.defined() ? dA.add_(thin::p_xt(g, xb)) : thin::p_xt(g, xb);
-      if (need_dx) thin::add_b_u_(out.dx.select(0, b), At, g, 1.0);
-    }
-    if (need_dB) {
-      const at::Tensor pb = thin::p_xt(thin::w_x(A, xb), dyb);
-      dBt = dBt.defined() ? dBt.add_(pb) : pb;
-    }
+    auto [da, dbt] = thin::update_backward(dy.select(0, b), x.select(0, b), A, B, l.scale,
+                                           need_dx ? out.dx.select(0, b) : at::Tensor(), need_dA, need_dB);
+    if (need_dA) dA = dA.defined() ? dA.add_(da) : da;
+    if (need_dB) dBt = dBt.defined() ? dBt.add_(dbt) : dbt;
   }
   if (need_dA) out.dA = dA.to(l.A.scalar_type());
   if (need_dB) out.dB = dBt.t().mul(l.scale).to(l.B.scalar_type()).contiguous();

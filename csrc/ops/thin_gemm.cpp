@@ -288,4 +288,17 @@ void add_b_u_(const at::Tensor& y, const at::Tensor& bm, const at::Tensor& u, do
   });
 }
 
+std::pair<at::Tensor, at::Tensor> update_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& A,
+                                                  const at::Tensor& B, double s, const at::Tensor& dx, bool need_dA,
+                                                  bool need_dB) {
+  at::Tensor dA, dBt;
+  if (dx.defined() || need_dA) {
+    const at::Tensor g = w_x((B.t() * s).contiguous(), dy);  // (r, L)
+    if (need_dA) dA = p_xt(g, x);
+    if (dx.defined()) add_b_u_(dx, A.t().contiguous(), g, 1.0);
+  }
+  if (need_dB) dBt = p_xt(w_x(A, x), dy);
+  return {dA, dBt};
+}
+
 }  // namespace mft::thin

@@ -14,6 +14,8 @@
 // any thread count.
 #include <ATen/core/Tensor.h>
 
+#include <utility>
+
 namespace mft::thin {
 
 // Whether the kernels take x: a CPU fp32/bf16/fp16 matrix with unit stride along one dimension.
@@ -27,5 +29,13 @@ at::Tensor p_xt(const at::Tensor& p, const at::Tensor& x);
 
 // y (M, L) += s · bm (M, r) · u (r, L), computed in fp32 and rounded once to y's dtype.
 void add_b_u_(const at::Tensor& y, const at::Tensor& bm, const at::Tensor& u, double s);
+
+// The backward of an adapter's update y (out, L) += s · B (A x), x (in, L), for one such slice: with
+// g = s Bᵀ dy (r, L), adds Aᵀ g to dx (in, L) when dx is defined (rounded once) and returns
+// {dA = g xᵀ (r, in), dBᵀ / s = (A x) dyᵀ (r, out)} in fp32, each only when asked (else undefined).
+// A (r, in) and B (out, r) fp32. Callers sum the slices of a batch and scale dBᵀ.
+std::pair<at::Tensor, at::Tensor> update_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& A,
+                                                  const at::Tensor& B, double s, const at::Tensor& dx, bool need_dA,
+                                                  bool need_dB);
 
 }  // namespace mft::thin

@@ -157,9 +157,6 @@ bool all_cpu_fp32_contiguous(const std::vector<at::Tensor>& ts) {
   return true;
 }
 
-}  // namespace
-
-namespace {
 std::vector<at::Tensor> gradients_of(const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> grads;
   for (const auto& p : params) {
@@ -181,6 +178,13 @@ GradNorm exact_grad_norm(const std::vector<at::Tensor>& grads) {
   }
   r.norm = std::sqrt(sum_sq);
   return r;
+}
+
+// Every gradient times `factor` in one pass (none when it is 1).
+void scale_gradients(const std::vector<at::Tensor>& params, double factor) {
+  if (factor == 1.0) return;
+  at::NoGradGuard no_grad;
+  at::_foreach_mul_(gradients_of(params), factor);
 }
 }  // namespace
 
@@ -218,19 +222,13 @@ void step_with_grad_factor(torch::optim::Optimizer& opt, const std::vector<at::T
     adamw->step_with_grad_factor(grad_factor);
     return;
   }
-  if (grad_factor != 1.0) {
-    at::NoGradGuard no_grad;
-    at::_foreach_mul_(gradients_of(params), grad_factor);
-  }
+  scale_gradients(params, grad_factor);
   opt.step();
 }
 
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   const GradNorm r = measure_gradients(params, 1.0, max_norm);
-  if (r.finite && r.factor != 1.0) {
-    at::NoGradGuard no_grad;
-    at::_foreach_mul_(gradients_of(params), r.factor);
-  }
+  if (r.finite) scale_gradients(params, r.factor);
   return r.norm;
 }
 
