@@ -1,8 +1,9 @@
 #pragma once
-// Op benchmark harness: times mft::selective_scan and mft::causal_conv1d forward and forward+backward,
-// against (a) the machine's vectorised exp rate measured in the same run (the scan's physical floor:
-// one exp per (batch, dim, seqlen, dstate)) and (b) the eager references (a loop of ATen ops over time)
-// run in the same process. Not a test: it reports, it asserts nothing.
+// Op benchmark harness: times mft::selective_scan, mft::causal_conv1d and mft::lora_linear forward and
+// forward+backward, against (a) the machine's vectorised exp rate measured in the same run (the scan's
+// physical floor: one exp per (batch, dim, seqlen, dstate)) and (b) the eager references (a loop of ATen
+// ops over time; for lora_linear the plain formula in the activations' dtype) run in the same process.
+// Not a test: it reports, it asserts nothing.
 #include <algorithm>
 #include <string>
 #include <vector>

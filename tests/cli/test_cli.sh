@@ -49,7 +49,8 @@ check "unwritable csv: no stack dump" one_line_error
 check "tiny bench runs" run 0 --threads 2 bench --batch 1 --seqlen 8 --dim 32 --dstate 4 --repeats 1 --eager-repeats 1 --csv "$tmp/bench.csv"
 check "bench prints the scan row" grep -q "selective_scan" "$tmp/out"
 check "bench states the machine" grep -q "^machine: .*threads 2" "$tmp/out"
-check "bench CSV has 2 rows + header" test "$(wc -l <"$tmp/bench.csv")" -eq 3
+check "bench prints the lora_linear row" grep -q "^lora_linear" "$tmp/out"
+check "bench CSV has 3 rows + header" test "$(wc -l <"$tmp/bench.csv")" -eq 4
 
 # tokenize with the byte tokenizer: one output line per input line; a bad line is named by its number.
 printf '{"text": "h\u00e9"}\n{"text": "<|endoftext|>"}\n' >"$tmp/bytes.jsonl"
