@@ -3,6 +3,7 @@
 #include "core/simd.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
@@ -156,28 +157,12 @@ at::Tensor backward_cpu(const at::Tensor& logits, const at::Tensor& labels, cons
   return grad;
 }
 
-// Runs f<T>() for the logits' dtype.
-template <typename F>
-auto dispatch_logits(at::ScalarType t, F&& f) {
-  switch (t) {
-    case at::kDouble:
-      return f(double{});
-    case at::kBFloat16:
-      return f(c10::BFloat16{});
-    case at::kHalf:
-      return f(c10::Half{});
-    default:
-      return f(float{});
-  }
-}
-
 struct CrossEntropySum : public torch::autograd::Function<CrossEntropySum> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& labels,
                             int64_t ignore_index) {
     const at::Tensor x = logits.contiguous(), y = labels.contiguous();
-    auto [lse, total] = dispatch_logits(x.scalar_type(), [&](auto tag) {
-      return forward_cpu<decltype(tag)>(x, y, ignore_index);
-    });
+    auto [lse, total] = AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "cross_entropy_sum",
+                                                        [&] { return forward_cpu<scalar_t>(x, y, ignore_index); });
     ctx->save_for_backward({x, y, lse});
     ctx->saved_data["ignore_index"] = ignore_index;
     return at::scalar_tensor(total, lse.options());  // fp32 for bf16/fp16 logits (as autocast computes it)
@@ -188,8 +173,8 @@ struct CrossEntropySum : public torch::autograd::Function<CrossEntropySum> {
     const int64_t ignore_index = ctx->saved_data["ignore_index"].toInt();
     const double g = grads[0].item<double>();
     const at::Tensor& x = saved[0];
-    at::Tensor d = dispatch_logits(x.scalar_type(), [&](auto tag) {
-      return backward_cpu<decltype(tag)>(x, saved[1], saved[2], g, ignore_index);
+    at::Tensor d = AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "cross_entropy_sum", [&] {
+      return backward_cpu<scalar_t>(x, saved[1], saved[2], g, ignore_index);
     });
     return {d, at::Tensor(), at::Tensor()};
   }

@@ -9,6 +9,7 @@
 #include "core/simd.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -62,17 +63,15 @@ inline void store_lanes(VF f, T* p) {
   }
 }
 
-// dst[i] = float(src[i * stride]), i < n.
+// dst[i] = float(src[i]), i < n (src contiguous).
 template <typename T>
-void to_f32(const T* src, int64_t stride, int64_t n, float* dst) {
+void to_f32(const T* src, int64_t n, float* dst) {
   int64_t i = 0;
-  if (stride == 1) {
-    for (; i + kLanes <= n; i += kLanes) {
-      const VF f = load_lanes(src + i);
-      std::memcpy(dst + i, &f, sizeof f);
-    }
+  for (; i + kLanes <= n; i += kLanes) {
+    const VF f = load_lanes(src + i);
+    std::memcpy(dst + i, &f, sizeof f);
   }
-  for (; i < n; ++i) dst[i] = static_cast<float>(src[i * stride]);
+  for (; i < n; ++i) dst[i] = static_cast<float>(src[i]);
 }
 
 // Calls f(std::integral_constant<int, R>) for R = min(8, r): the kernels keep R rows of sums in
@@ -110,7 +109,7 @@ void block_sums(const float* f, int64_t fs, int64_t I, const T* X, int64_t xs, i
       x1 = load_lanes(xi + kLanes);
     } else {
       std::fill(pad, pad + 2 * kLanes, 0.0f);
-      to_f32(xi, 1, n, pad);
+      to_f32(xi, n, pad);
       std::memcpy(&x0, pad, sizeof x0);
       std::memcpy(&x1, pad + kLanes, sizeof x1);
     }
@@ -171,22 +170,11 @@ void add_combination(const float* coef, int64_t cs, int64_t r, const float* rows
   }
 }
 
-template <typename F>
-void dispatch(at::ScalarType t, F&& f) {
-  switch (t) {
-    case at::kFloat:
-      f(float{});
-      return;
-    case at::kBFloat16:
-      f(c10::BFloat16{});
-      return;
-    case at::kHalf:
-      f(c10::Half{});
-      return;
-    default:
-      TORCH_CHECK(false, "thin_gemm: unsupported dtype ", t);
-  }
-}
+// Runs the lambda with scalar_t = the activations' dtype (fp32, bf16 or fp16).
+#define MFT_THIN_DISPATCH(type, ...)                                                                   \
+  AT_DISPATCH_SWITCH(type, "thin_gemm", AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)                      \
+                                            AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__)               \
+                                                AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__))
 
 // A small fp32 factor as a contiguous (rows, cols) matrix.
 at::Tensor factor(const at::Tensor& f, int64_t rows, int64_t cols, const char* name) {
@@ -195,21 +183,21 @@ at::Tensor factor(const at::Tensor& f, int64_t rows, int64_t cols, const char* n
   return f.contiguous();
 }
 
-bool is_supported(const at::Tensor& x) {
+}  // namespace
+
+bool supported(const at::Tensor& x) {
   const at::ScalarType t = x.scalar_type();
   return x.device().is_cpu() && x.dim() == 2 && (t == at::kFloat || t == at::kBFloat16 || t == at::kHalf) &&
          (unit(x, 0) || unit(x, 1));
 }
 
+namespace {
 void check_x(const at::Tensor& x, const char* name) {
-  TORCH_CHECK(is_supported(x), "thin_gemm: ", name, " must be a CPU fp32/bf16/fp16 matrix with a unit stride; got ",
+  TORCH_CHECK(supported(x), "thin_gemm: ", name, " must be a CPU fp32/bf16/fp16 matrix with a unit stride; got ",
               x.scalar_type(), " ", shape_str(x.sizes()), " strides ", shape_str(x.strides()));
 }
 }  // namespace
 
-bool supported(const at::Tensor& x) {
-  return is_supported(x);
-}
 
 // Column blocks of the shape-A loops: two lane vectors.
 constexpr int64_t kBlock = 2 * kLanes;
@@ -225,8 +213,8 @@ at::Tensor product(const at::Tensor& f, const at::Tensor& x, const char* name) {
   const float* W = wc.const_data_ptr<float>();
   float* U = out.mutable_data_ptr<float>();
   const int64_t s0 = x.stride(0), s1 = x.stride(1);
-  dispatch(x.scalar_type(), [&](auto tag) {
-    using T = decltype(tag);
+  MFT_THIN_DISPATCH(x.scalar_type(), [&] {
+    using T = scalar_t;
     const T* X = x.const_data_ptr<T>();
     if (s1 == 1 || L == 1) {  // rows along L: blocks of columns, sums over k
       at::parallel_for(0, (L + kBlock - 1) / kBlock, 4, [&](int64_t b0, int64_t b1) {
@@ -271,8 +259,8 @@ void add_b_u_(const at::Tensor& y, const at::Tensor& bm, const at::Tensor& u, do
   const float* Bm = bc.const_data_ptr<float>();
   const int64_t s0 = y.stride(0), s1 = y.stride(1);
   const float sf = static_cast<float>(s);
-  dispatch(y.scalar_type(), [&](auto tag) {
-    using T = decltype(tag);
+  MFT_THIN_DISPATCH(y.scalar_type(), [&] {
+    using T = scalar_t;
     T* Y = y.mutable_data_ptr<T>();
     if (s1 == 1 || L == 1) {  // rows along L: row m = Σ_j bm[m, j] u[j, :]
       at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
