@@ -302,9 +302,7 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
   // Recompute states, exp(delta A) and the pre-gate output inside the segment.
   const V* xprev = &a.ck[s * N];
   for (int64_t t = 0; t < T; ++t) {
-    const bool reset = op.reset_at(sidx, t0 + t);
     const V dt = dtb[t], du = dt * ub[t];
-    V y = p.D * ub[t];
     const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
     const S* Crow = kVarC ? Cg + (t0 + t) * N : nullptr;
     V* __restrict Et = &E[t * N];
@@ -313,16 +311,25 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
     const V* __restrict pC = kVarC ? nullptr : p.C.data();
     const V* __restrict pA2 = p.A2.data();
     const V* __restrict prev = xprev;
-    for (int64_t n = 0; n < N; ++n) {
-      const V bn = kVarB ? splat<V>(Brow[n]) : pB[n];
-      const V cn = kVarC ? splat<V>(Crow[n]) : pC[n];
-      const V e = simd::vexp2(dt * pA2[n]);
-      const V h = e * (reset ? V{} : prev[n]) + du * bn;
-      Et[n] = e;
-      Ht[n] = h;
-      y += cn * h;
-    }
-    yb[t] = y;
+    // Unswitched on the document reset, and y summed in two chains (even and odd n).
+    auto states = [&](auto is_reset) {
+      constexpr bool kReset = decltype(is_reset)::value;
+      V y0 = p.D * ub[t], y1{};
+      for (int64_t n = 0; n < N; ++n) {
+        const V bn = kVarB ? splat<V>(Brow[n]) : pB[n];
+        const V cn = kVarC ? splat<V>(Crow[n]) : pC[n];
+        const V e = simd::vexp2(dt * pA2[n]);
+        const V h = kReset ? du * bn : e * prev[n] + du * bn;
+        Et[n] = e;
+        Ht[n] = h;
+        if (n % 2 == 0)
+          y0 += cn * h;
+        else
+          y1 += cn * h;
+      }
+      return y0 + y1;
+    };
+    yb[t] = op.reset_at(sidx, t0 + t) ? states(std::true_type{}) : states(std::false_type{});
     xprev = &H[t * N];
   }
   // Adjoint recurrence, t descending. ub/dtb/zb slots take du, ddelta, dz once read.
@@ -335,8 +342,7 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
       dy = gob[t] * (zt * sg);
       zb[t] = gob[t] * yb[t] * sg * (S(1) + zt * (S(1) - sg));  // dz
     }
-    const V dt = dtb[t], uv = ub[t];
-    V du = dy * p.D, ddt{};
+    const V dt = dtb[t], uv = ub[t], dtu = dt * uv;
     a.dD += dy * uv;
     const V* hprev = t > 0 ? &H[(t - 1) * N] : &a.ck[s * N];
     const S* Brow = kVarB ? Bg + tt * N : nullptr;
@@ -354,39 +360,50 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
     const V* __restrict pB = kVarB ? nullptr : p.B.data();
     const V* __restrict pC = kVarC ? nullptr : p.C.data();
     const V* __restrict pA = p.A.data();
+    // With G = dLoss/dx_t: du and ddelta both need sum_n G B_n (times delta and u), so it is summed
+    // once; ddelta's other part sum_n G exp(delta A) x_{t-1} A is the other sum. Both in two chains
+    // (even and odd n) to halve the dependent additions.
+    V gb0{}, gb1{}, ahA0{}, ahA1{};
     auto states = [&](auto is_reset) {
       constexpr bool kReset = decltype(is_reset)::value;
-      for (int64_t n = 0; n < N; ++n) {
+      auto state = [&](int64_t n, V& gsum, V& asum) __attribute__((always_inline)) {
         const V bn = kVarB ? splat<V>(Brow[n]) : pB[n];
         const V cn = kVarC ? splat<V>(Crow[n]) : pC[n];
-        const V G = carry[n] + dy * cn;  // dLoss/dx_t
+        const V G = carry[n] + dy * cn;
         const V dyh = dy * Ht[n];
         if constexpr (kVarC)
           dCrow[n] += dyh;
         else
           dCa[n] += dyh;
-        const V gdt = G * dt;
-        du += gdt * bn;
+        gsum += G * bn;
         if constexpr (kVarB)
-          dBrow[n] += gdt * uv;
+          dBrow[n] += G * dtu;
         else
-          dBa[n] += gdt * uv;
-        ddt += G * uv * bn;
+          dBa[n] += G * dtu;
         if constexpr (kReset) {
           carry[n] = V{};
         } else {
-          const V e = Et[n];
-          const V ah = G * e * hprev[n];  // dLoss/d(delta A) through x_{t-1}
-          ddt += ah * pA[n];
+          const V ge = G * Et[n];
+          const V ah = ge * hprev[n];  // dLoss/d(delta A) through x_{t-1}
+          asum += ah * pA[n];
           dAa[n] += ah * dt;
-          carry[n] = G * e;
+          carry[n] = ge;
         }
+      };
+      int64_t n = 0;
+      for (; n + 1 < N; n += 2) {  // even and odd n in separate chains (locals: arrays went through memory)
+        state(n, gb0, ahA0);
+        state(n + 1, gb1, ahA1);
       }
+      if (n < N) state(n, gb0, ahA0);
     };
     if (reset)
       states(std::true_type{});
     else
       states(std::false_type{});
+    const V gbs = gb0 + gb1;
+    const V du = dy * p.D + dt * gbs;
+    V ddt = uv * gbs + (ahA0 + ahA1);
     if (op.softplus) {
       const V r = raw[t];
       ddt = ddt * softplus_derivative(r);
