@@ -136,13 +136,17 @@ void load_u_dt(const ScanOperands<S>& op, const BlockParams<S>& p, const Channel
 // ---------------------------------------------------------------------------------------------------
 // Forward
 // ck: when not null, (B, D, nseg, N): the state before every kSegment-th step (for the backward).
-template <typename S, bool kVarB, bool kVarC>
+// kN: the state size when known at compile time (16, Mamba's): the loop over n is unrolled and the
+// state stays in registers instead of going through memory at every step; 0: any size.
+template <typename S, bool kVarB, bool kVarC, int kN>
 void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tensor& out, S* last, S* ck) {
   using V = Vec<S>;
-  const int64_t N = op.geo.dstate, L = op.geo.seqlen, nseg = num_segments(L);
+  const int64_t N = kN > 0 ? kN : op.geo.dstate, L = op.geo.seqlen, nseg = num_segments(L);
   const BlockParams<S> p(op, blk);
-  std::vector<V> x(N);
-  cpu::gather_param<S>(op.ptr(op.init) ? op.ptr(op.init) + blk.b * op.geo.dim * N : nullptr, blk, N, N, x.data());
+  std::vector<V> xv(kN > 0 ? 0 : N);
+  V xr[kN > 0 ? kN : 1];
+  V* __restrict x = kN > 0 ? xr : xv.data();
+  cpu::gather_param<S>(op.ptr(op.init) ? op.ptr(op.init) + blk.b * op.geo.dim * N : nullptr, blk, N, N, x);
   const S* Bg = kVarB ? op.ptr(op.Bt) + op.row_offset(blk) : nullptr;  // (L, N)
   const S* Cg = kVarC ? op.ptr(op.Ct) + op.row_offset(blk) : nullptr;
   const int32_t* sidx = op.seq_row(blk.b);
@@ -150,7 +154,7 @@ void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tenso
   for (int64_t t0 = 0; t0 < L; t0 += kChunk) {
     const int64_t T = std::min(kChunk, L - t0);
     if (ck && t0 % kSegment == 0) {
-      cpu::scatter_param<S>(x.data(), blk, N, nseg * N, ck + blk.b * op.geo.dim * nseg * N + (t0 / kSegment) * N);
+      cpu::scatter_param<S>(x, blk, N, nseg * N, ck + blk.b * op.geo.dim * nseg * N + (t0 / kSegment) * N);
     }
     load_u_dt(op, p, blk, t0, T, ub, dtb, nullptr);
     if (op.z.defined()) {
@@ -158,12 +162,13 @@ void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tenso
       for (int64_t t = 0; t < T; ++t) zb[t] = simd::vsilu(zb[t]);
     }
     for (int64_t t = 0; t < T; ++t) {
-      if (op.reset_at(sidx, t0 + t)) std::fill(x.begin(), x.end(), V{});
+      if (op.reset_at(sidx, t0 + t)) std::fill(x, x + N, V{});
       const V dt = dtb[t], du = dt * ub[t];
       V y0 = p.D * ub[t], y1{};  // two accumulators halve the dependency chain over n
       const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
       const S* Crow = kVarC ? Cg + (t0 + t) * N : nullptr;
       int64_t n = 0;
+#pragma GCC unroll 8
       for (; n + 1 < N; n += 2) {
         const V b0 = kVarB ? splat<V>(Brow[n]) : p.B[n], b1 = kVarB ? splat<V>(Brow[n + 1]) : p.B[n + 1];
         const V c0 = kVarC ? splat<V>(Crow[n]) : p.C[n], c1 = kVarC ? splat<V>(Crow[n + 1]) : p.C[n + 1];
@@ -183,7 +188,7 @@ void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tenso
     }
     cpu::scatter_chunk<S>(yb, blk, t0, T, out);
   }
-  if (last) cpu::scatter_param<S>(x.data(), blk, N, N, last + blk.b * op.geo.dim * N);
+  if (last) cpu::scatter_param<S>(x, blk, N, N, last + blk.b * op.geo.dim * N);
 }
 
 template <typename S>
@@ -199,8 +204,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_impl(const ScanOperands<S
   S* last_ptr = return_last_state ? last.mutable_data_ptr<S>() : nullptr;
   S* ck_ptr = save_checkpoints ? ck.mutable_data_ptr<S>() : nullptr;
   const int64_t bpg = cpu::blocks_per_group(g.dim, g.groups);
-  auto* fn = g.var_B ? (g.var_C ? &forward_block<S, true, true> : &forward_block<S, true, false>)
-                     : (g.var_C ? &forward_block<S, false, true> : &forward_block<S, false, false>);
+  auto* fn = g.var_B ? (g.var_C ? &forward_block<S, true, true, 0> : &forward_block<S, true, false, 0>)
+                     : (g.var_C ? &forward_block<S, false, true, 0> : &forward_block<S, false, false, 0>);
+  if (g.var_B && g.var_C && g.dstate == 16) fn = &forward_block<S, true, true, 16>;  // Mamba's
   at::parallel_for(0, g.batch * g.groups * bpg, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const ChannelBlock blk = cpu::channel_block(i / (g.groups * bpg), (i / bpg) % g.groups, i % bpg, g.dim, g.groups);
@@ -280,11 +286,12 @@ struct SegmentBuffers {
 
 // Backward of one block over steps [t0, t0 + T) of segment `s`, given the adjoint carried from later
 // segments: recompute states and exp(delta A), then run the adjoint recurrence t descending.
-template <typename S, bool kVarB, bool kVarC>
+// kN as in forward_block: with N known, the carried adjoint lives in registers during the segment.
+template <typename S, bool kVarB, bool kVarC, int kN>
 void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAdjoint<S>& a, int64_t s, int64_t t0,
                       int64_t T, SegmentBuffers<S>& w) {
   using V = Vec<S>;
-  const int64_t N = op.geo.dstate;
+  const int64_t N = kN > 0 ? kN : op.geo.dstate;
   const ChannelBlock& blk = a.blk;
   const BlockParams<S>& p = a.p;
   const S* Bg = kVarB ? op.ptr(op.Bt) + op.row_offset(blk) : nullptr;
@@ -333,6 +340,8 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
     xprev = &H[t * N];
   }
   // Adjoint recurrence, t descending. ub/dtb/zb slots take du, ddelta, dz once read.
+  V carry_regs[kN > 0 ? kN : 1];
+  if constexpr (kN > 0) std::copy(a.carry.begin(), a.carry.end(), carry_regs);
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t tt = t0 + t;
     const bool reset = op.reset_at(sidx, tt);
@@ -351,7 +360,7 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
     // `reset`: otherwise GCC reloads the vectors' data pointers and tests the flag at every n.
     V* __restrict dBrow = &w.dBv[t * N];
     V* __restrict dCrow = &w.dCv[t * N];
-    V* __restrict carry = a.carry.data();
+    V* __restrict carry = kN > 0 ? carry_regs : a.carry.data();
     V* __restrict dAa = a.dA.data();
     V* __restrict dBa = kVarB ? nullptr : a.dB.data();
     V* __restrict dCa = kVarC ? nullptr : a.dC.data();
@@ -391,6 +400,7 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
         }
       };
       int64_t n = 0;
+#pragma GCC unroll 8
       for (; n + 1 < N; n += 2) {  // even and odd n in separate chains (locals: arrays went through memory)
         state(n, gb0, ahA0);
         state(n + 1, gb1, ahA1);
@@ -412,6 +422,7 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
     ub[t] = du;
     dtb[t] = ddt;
   }
+  if constexpr (kN > 0) std::copy(carry_regs, carry_regs + kN, a.carry.begin());
   for (int64_t c0 = 0; c0 < T; c0 += kChunk) {
     const int64_t n = std::min(kChunk, T - c0);
     cpu::scatter_chunk<S>(ub + c0, blk, t0 + c0, n, gb.du);
@@ -453,7 +464,12 @@ void backward_slice(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, int64_t b
     const int64_t t0 = s * kSegment, T = std::min(kSegment, L - t0);
     std::fill(w.dBv.begin(), w.dBv.begin() + T * N, V{});
     std::fill(w.dCv.begin(), w.dCv.begin() + T * N, V{});
-    for (auto& a : blocks) backward_segment<S, kVarB, kVarC>(op, gb, a, s, t0, T, w);
+    for (auto& a : blocks) {
+      if (N == 16)  // Mamba's state size
+        backward_segment<S, kVarB, kVarC, 16>(op, gb, a, s, t0, T, w);
+      else
+        backward_segment<S, kVarB, kVarC, 0>(op, gb, a, s, t0, T, w);
+    }
     // One horizontal sum per (t, n) for the whole slice.
     if constexpr (kVarB) {
       S* dB = gb.dB_part.template mutable_data_ptr<S>() + part_offset + t0 * N;

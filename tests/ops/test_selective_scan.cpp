@@ -150,6 +150,15 @@ TEST_CASE("selective_scan gradients match fp64 central finite differences", "[se
       check_against_finite_differences(c, 7 + seqlen);
     }
   }
+  // dstate 16 takes the kernels' unrolled register path (Mamba's size); with packed documents.
+  ScanCase c;
+  c.batch = 1;
+  c.dim = 3;
+  c.dstate = 16;
+  c.seqlen = 40;
+  c.dtype = at::kDouble;
+  c.has_seq_idx = true;
+  check_against_finite_differences(c, 99);
 }
 
 TEST_CASE("selective_scan: packed documents never leak into each other", "[selective_scan]") {
