@@ -8,6 +8,7 @@
 #include "models/tied_embeddings.h"
 #include "ops/rms_norm.h"
 #include "models/original_layout.h"
+#include "ops/channel_major.h"
 #include "ops/mamba_inner.h"
 #include "ops/ops.h"
 
@@ -149,8 +150,9 @@ at::Tensor MambaMixerImpl::forward(const at::Tensor& u, MambaLayerState* st, con
   const at::Tensor D32 = D.to(at::kFloat), dt_bias = dt_proj->bias.to(at::kFloat);
   // An adapted in_proj leaves xz a transposed view ((B, L, 2E) in memory); the conv and the scan read
   // (B, channels, L) contiguous, so one copy here replaces five half-size ones (conv and scan in the
-  // forward, again in the backward). Free when xz is already contiguous.
-  if (!st) return mixer_inner(xz.contiguous(), w, bias, A, D32, dt_bias, seq_idx);
+  // forward, again in the backward), by a blocked transpose (ops/channel_major.h). Free when xz is
+  // already contiguous.
+  if (!st) return mixer_inner(mft::channel_major(xz), w, bias, A, D32, dt_bias, seq_idx);
   TORCH_CHECK(!seq_idx, "mamba: seq_idx (packed documents) is not supported when continuing a decoding cache");
   return mixer_step(xz, w, bias, A, D32, dt_bias, *st);
 }
