@@ -3,6 +3,7 @@
 #include "core/memory.h"
 #include "models/lora_adapter.h"
 #include "ops/cross_entropy.h"
+#include "ops/selective_scan.h"
 #include "peft/lora.h"
 #include "recipe/recipe.h"
 #include "train/autocast_scope.h"
@@ -85,6 +86,34 @@ StepGemms step_gemms(models::CausalLM& model, int64_t tokens, std::optional<at::
     s.backward.push_back(linear_weight_grad(tokens, in, r, at::kFloat));   // dA = gᵀ x
   }
   return s;
+}
+
+// The selective scans of one step (forward + backward, as mamba_inner runs them: z gate, D, delta bias
+// and softplus, time-varying B/C, activations in the mode's dtype, states fp32), each timed alone (best
+// of `repeats`): one per 2-D A_log (E, N) of a Mamba model; 0 for other families. Not matmuls, and the
+// issue's setting keeps them fp32, so they bound what the matmul roofline can reach.
+double step_scan_seconds(models::CausalLM& model, int64_t batch, int64_t seq, at::ScalarType act, int repeats) {
+  double total = 0;
+  for (const auto& [name, t] : model.hf_state_dict()) {
+    if (name.size() < 5 || name.compare(name.size() - 5, 5, "A_log") != 0 || t.dim() != 2) continue;
+    const int64_t E = t.size(0), N = t.size(1);
+    const auto f32 = at::TensorOptions().dtype(at::kFloat);
+    auto act_input = [&](at::IntArrayRef sizes, double scale) {
+      return (at::randn(sizes, f32) * scale).to(act).requires_grad_();
+    };
+    const at::Tensor u = act_input({batch, E, seq}, 1.0), delta = act_input({batch, E, seq}, 0.5);
+    const at::Tensor B = act_input({batch, N, seq}, 1.0), C = act_input({batch, N, seq}, 1.0);
+    const at::Tensor z = act_input({batch, E, seq}, 1.0);
+    const at::Tensor A = (-at::rand({E, N}, f32) - 0.5).requires_grad_();
+    const at::Tensor D = at::ones({E}, f32).requires_grad_(), bias = at::zeros({E}, f32).requires_grad_();
+    const at::Tensor dy = at::randn({batch, E, seq}, f32).to(act);
+    total += best_of(repeats, [&] {
+      auto [y, last] = selective_scan(u, delta, A, B, C, D, z, bias, /*delta_softplus=*/true, std::nullopt,
+                                      /*return_last_state=*/false, std::nullopt);
+      y.backward(dy);
+    });
+  }
+  return total;
 }
 
 // Trainable parameters as the trainer's set_up_peft: LoRA adapters on the targets (base frozen), or
@@ -249,6 +278,8 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
   }
 
   for (const auto& [dtype, flops] : dtype_flops) r.gemm_gflops[dtype] = flops / median(dtype_seconds[dtype]) / 1e9;
+  r.scan_s = step_scan_seconds(model, o.batch, o.seq, mode.dtype, o.gemm_repeats);
+  r.roofline_pct_max = 100.0 * r.roofline_s / (r.roofline_s + r.scan_s);
   return r;
 }
 
@@ -279,6 +310,8 @@ std::string TrainBenchResult::to_json() const {
                    {"roofline_backward_s", roofline_backward_s},
                    {"roofline_pct", roofline_pct},
                    {"roofline_pct_per_step", roofline_pct_per_step},
+                   {"scan_s", scan_s},
+                   {"roofline_pct_max", roofline_pct_max},
                    {"rss_after_load_mb", rss_after_load_mb},
                    {"peak_rss_over_load_mb", peak_rss_over_load_mb},
                    {"memory_per_token_kb", memory_per_token_kb}};
@@ -307,6 +340,12 @@ void print_train_bench(const TrainBenchResult& r) {
       " GFLOP/s {}) -> {:.0f}% of roofline (median over the steps, each against the floor timed after it: {:.0f}%)\n",
       r.roofline_s, r.gemm_gflop, r.roofline_forward_s, r.roofline_backward_s, rates, r.roofline_pct,
       fmt::join(r.roofline_pct_per_step, "%, "));
+  if (r.scan_s > 0) {
+    fmt::print(
+        "  scans     {:.3f} s = the step's selective scans (forward + backward, fp32 states) timed alone: with "
+        "them, the roofline is at most {:.0f}% of a step even if nothing else took time\n",
+        r.scan_s, r.roofline_pct_max);
+  }
   fmt::print("  memory    RSS after load {:.0f} MiB, peak during the steps +{:.0f} MiB ({:.1f} KiB/token)\n",
              r.rss_after_load_mb, r.peak_rss_over_load_mb, r.memory_per_token_kb);
 }

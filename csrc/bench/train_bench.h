@@ -50,6 +50,9 @@ struct TrainBenchResult {
   double roofline_s = 0, roofline_forward_s = 0, roofline_backward_s = 0, roofline_pct = 0;
   std::vector<double> roofline_pct_per_step;
   std::map<std::string, double> gemm_gflops;  // measured rate per dtype over the step's GEMMs of that dtype
+  // The step's selective scans timed alone (0 without any), and the roofline share a step could reach
+  // if nothing but the matmuls and the scans took time: roofline_s / (roofline_s + scan_s).
+  double scan_s = 0, roofline_pct_max = 0;
   double rss_after_load_mb = 0, peak_rss_over_load_mb = 0, memory_per_token_kb = 0;
   std::string to_json() const;
 };

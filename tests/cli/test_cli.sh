@@ -155,6 +155,8 @@ assert set(j["gemm_gflops"]) == {"bf16", "fp32"} and "in_proj" in j["lora_target
 per = j["roofline_pct_per_step"]
 assert len(per) == 2 and all(p > 0 for p in per) and min(per) <= j["roofline_pct"] <= max(per), j
 assert j["peak_rss_over_load_mb"] > 0, j
+# A Mamba model's scans are timed too; the bound is roofline / (roofline + scans).
+assert j["scan_s"] > 0 and abs(j["roofline_pct_max"] - 100 * j["roofline_s"] / (j["roofline_s"] + j["scan_s"])) < 1e-6, j
 PY
 
 # score: lm-eval loglikelihood requests (JSONL) on a tiny preset with the byte tokenizer: results in input
