@@ -116,7 +116,6 @@ struct ConvOperands {
 template <typename S>
 struct ConvRow {
   using V = simd::Vec<S>;
-  static constexpr int64_t kL = simd::kLanes;
   const ConvGeometry& g;
   const int64_t pad, mstride;
   std::vector<S> xp, w;
