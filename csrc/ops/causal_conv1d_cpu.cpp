@@ -178,31 +178,35 @@ at::Tensor forward_impl(const ConvOperands& op, bool silu) {
   const ConvGeometry& g = op.g;
   at::Tensor out = new_output_like(op.x);
   const std::vector<S> masks = op.seq.defined() ? tap_masks<S>(g, op.seq) : std::vector<S>();
+  // Rows are written in place when the output has the compute dtype, else through a buffer.
+  const bool direct = out.scalar_type() == c10::CppTypeToScalarType<S>::value;
   at::parallel_for(0, g.batch * g.dim, 1, [&](int64_t begin, int64_t end) {
     ConvRow<S> r(g);
-    std::vector<S> acc(g.seqlen);
+    std::vector<S> acc(direct ? 0 : g.seqlen);
     for (int64_t row = begin; row < end; ++row) {
       r.load_row(op, masks, row / g.dim, row % g.dim);
+      S* y = direct ? out.mutable_data_ptr<S>() + row * g.seqlen : acc.data();
       if (r.same)
-        forward_row<S, true>(r, silu, acc.data());
+        forward_row<S, true>(r, silu, y);
       else
-        forward_row<S, false>(r, silu, acc.data());
-      store<S>(acc.data(), g.seqlen, out, row * g.seqlen);
+        forward_row<S, false>(r, silu, y);
+      if (!direct) store<S>(acc.data(), g.seqlen, out, row * g.seqlen);
     }
   });
   return out;
 }
 
 // Backward of one row. gb: (L + W - 1) with dout loaded in its first L slots; returns with g there
-// (zeros after L). dxp: (W - 1 + L) gradient of xp. dw: W weight gradients; returns the bias gradient.
+// (zeros after L). dxp: (W - 1 + L) gradient of xp. dw: W weight gradients; dwv: W lane vectors of
+// scratch. Returns the bias gradient.
 template <typename S, bool kMasked>
-S backward_row(const ConvRow<S>& r, bool silu, S* gb, S* dxp, S* dw) {
+S backward_row(const ConvRow<S>& r, bool silu, S* gb, S* dxp, S* dw, simd::Vec<S>* dwv) {
   using V = simd::Vec<S>;
   constexpr int64_t kL = simd::kLanes;
   const int64_t L = r.g.seqlen, W = r.g.width, pad = r.pad;
   // Pass 1: g = dout * silu'(a); dw_k = sum_t g_t m_k[t] xp[t + k]; db = sum_t g_t. Lane sums, then
   // the tail in scalars (a fixed order).
-  std::vector<V> dwv(W, V{});
+  std::fill(dwv, dwv + W, V{});
   V dbv{};
   int64_t t = 0;
   for (; t + kL <= L; t += kL) {
@@ -262,12 +266,13 @@ ConvGrads backward_impl(const ConvOperands& op, const at::Tensor& dout_in, bool 
   at::parallel_for(0, g.batch * g.dim, 1, [&](int64_t begin, int64_t end) {
     ConvRow<S> r(g);
     std::vector<S> gb(g.seqlen + pad), dxp(pad + g.seqlen);
+    std::vector<simd::Vec<S>> dwv(g.width);
     for (int64_t row = begin; row < end; ++row) {
       r.load_row(op, masks, row / g.dim, row % g.dim);
       load<S>(dout, row * g.seqlen, g.seqlen, gb.data());
       S* dw = dw_part.mutable_data_ptr<S>() + row * g.width;
-      const S db = r.same ? backward_row<S, true>(r, silu, gb.data(), dxp.data(), dw)
-                          : backward_row<S, false>(r, silu, gb.data(), dxp.data(), dw);
+      const S db = r.same ? backward_row<S, true>(r, silu, gb.data(), dxp.data(), dw, dwv.data())
+                          : backward_row<S, false>(r, silu, gb.data(), dxp.data(), dw, dwv.data());
       db_part.mutable_data_ptr<S>()[row] = db;
       store<S>(dxp.data() + pad, g.seqlen, dx, row * g.seqlen);
       if (dinit.defined()) store<S>(dxp.data(), pad, dinit, row * pad);
