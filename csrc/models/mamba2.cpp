@@ -6,6 +6,7 @@
 #include "models/lora_adapter.h"
 #include "models/tied_embeddings.h"
 #include "models/original_layout.h"
+#include "ops/channel_major.h"
 #include "ops/ops.h"
 #include "ops/ssd_scan.h"
 
@@ -137,7 +138,7 @@ at::Tensor Mamba2MixerImpl::forward(const at::Tensor& u, Mamba2LayerState* st, c
   const int64_t P = config.head_dim, G = config.n_groups, N = config.state_size, CD = config.conv_dim();
   const at::Tensor proj = adapted_linear(*in_proj, u);  // (B, L, E + CD + H): [z | xBC | dt]
   const at::Tensor z = proj.narrow(2, 0, E);
-  const at::Tensor xBC_in = proj.narrow(2, E, CD).transpose(1, 2).contiguous();  // (B, CD, L)
+  const at::Tensor xBC_in = mft::channel_major(proj.narrow(2, E, CD).transpose(1, 2));  // (B, CD, L)
   const at::Tensor dt = proj.narrow(2, E + CD, H);                                // (B, L, H)
   const OptTensor bias = conv_bias.defined() ? OptTensor(conv_bias) : std::nullopt;
   const at::Tensor w = conv_weight.view({CD, -1});

@@ -20,13 +20,13 @@ namespace {
 // destination rows stay in L1.
 constexpr int64_t kTile = 32;
 
-// dst (C, L) row-major <- src (L, C) row-major over the rectangle [l0, l1) x [c0, c1).
+// dst (C, L) row-major <- src (L, C) with rows ld elements apart, over the rectangle [l0, l1) x [c0, c1).
 template <typename E>
-void transpose_scalar(const E* __restrict src, E* __restrict dst, int64_t L, int64_t C, int64_t l0, int64_t l1,
+void transpose_scalar(const E* __restrict src, E* __restrict dst, int64_t L, int64_t ld, int64_t l0, int64_t l1,
                       int64_t c0, int64_t c1) {
   for (int64_t c = c0; c < c1; ++c) {
     E* __restrict d = dst + c * L;
-    for (int64_t l = l0; l < l1; ++l) d[l] = src[l * C + c];
+    for (int64_t l = l0; l < l1; ++l) d[l] = src[l * ld + c];
   }
 }
 
@@ -59,7 +59,7 @@ struct Zmm {
     return _mm512_permutex2var_epi64(a, idx, b);
   }
   // Transposes the tile at (l0, c0): rows l0 .. l0 + n - 1 of src become rows c0 .. c0 + n - 1 of dst.
-  static void tile(const E* src, E* dst, int64_t L, int64_t C, int64_t l0, int64_t c0) {
+  static void tile(const E* src, E* dst, int64_t L, int64_t ld, int64_t l0, int64_t c0) {
     static const auto stages = [] {
       std::array<Stage, 6> st{};
       int k = 0;
@@ -67,7 +67,7 @@ struct Zmm {
       return st;
     }();
     __m512i r[n];
-    for (int i = 0; i < n; ++i) r[i] = _mm512_loadu_si512(src + (l0 + i) * C + c0);
+    for (int i = 0; i < n; ++i) r[i] = _mm512_loadu_si512(src + (l0 + i) * ld + c0);
     int k = 0;
     for (int b = n / 2; b >= 1; b /= 2, ++k) {
       const __m512i lo = _mm512_load_si512(stages[k].lo), hi = _mm512_load_si512(stages[k].hi);
@@ -86,28 +86,30 @@ struct Zmm {
 };
 #endif
 
-// dst (C, L) <- src (L, C) for the channels [c0, c1) (a multiple of the tile width, or the end).
+// dst (C, L) <- src (L, C; rows ld apart) for the channels [c0, c1) (a multiple of the tile width, or the end).
 template <typename E>
-void transpose_channels(const E* src, E* dst, int64_t L, int64_t C, int64_t c0, int64_t c1) {
+void transpose_channels(const E* src, E* dst, int64_t L, int64_t ld, int64_t c0, int64_t c1) {
 #if defined(__AVX512BW__)
   constexpr int64_t n = Zmm<E>::n;
   if (c1 - c0 == n) {
     int64_t l0 = 0;
-    for (; l0 + n <= L; l0 += n) Zmm<E>::tile(src, dst, L, C, l0, c0);
-    transpose_scalar(src, dst, L, C, l0, L, c0, c1);
+    for (; l0 + n <= L; l0 += n) Zmm<E>::tile(src, dst, L, ld, l0, c0);
+    transpose_scalar(src, dst, L, ld, l0, L, c0, c1);
     return;
   }
 #endif
-  for (int64_t l0 = 0; l0 < L; l0 += kTile) transpose_scalar(src, dst, L, C, l0, std::min(L, l0 + kTile), c0, c1);
+  for (int64_t l0 = 0; l0 < L; l0 += kTile) transpose_scalar(src, dst, L, ld, l0, std::min(L, l0 + kTile), c0, c1);
 }
 
+// (B, C, L) whose memory is (B, L, C') rows with the C channels contiguous: y.transpose(1, 2), or
+// y.narrow(2, offset, C).transpose(1, 2), of a (B, L, C') tensor y.
 bool is_transposed_view(const at::Tensor& x) {
-  return x.dim() == 3 && x.stride(1) == 1 && x.stride(2) == x.size(1) && x.stride(0) == x.size(1) * x.size(2);
+  return x.dim() == 3 && x.stride(1) == 1 && x.stride(2) >= x.size(1);
 }
 
 template <typename E>
 void transpose_all(const at::Tensor& x, at::Tensor& out) {
-  const int64_t B = x.size(0), C = x.size(1), L = x.size(2);
+  const int64_t B = x.size(0), C = x.size(1), L = x.size(2), ld = x.stride(2), sb = x.stride(0);
   const E* src = static_cast<const E*>(x.const_data_ptr());
   E* dst = static_cast<E*>(out.mutable_data_ptr());
 #if defined(__AVX512BW__)
@@ -119,7 +121,7 @@ void transpose_all(const at::Tensor& x, at::Tensor& out) {
   at::parallel_for(0, B * tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t b = i / tiles, c0 = (i % tiles) * width;
-      transpose_channels<E>(src + b * L * C, dst + b * C * L, L, C, c0, std::min(C, c0 + width));
+      transpose_channels<E>(src + b * sb, dst + b * C * L, L, ld, c0, std::min(C, c0 + width));
     }
   });
 }
@@ -139,7 +141,7 @@ class ChannelMajorFn : public torch::autograd::Function<ChannelMajorFn> {
 
 at::Tensor transpose_copy(const at::Tensor& x) {
   TORCH_CHECK(x.device().is_cpu() && is_transposed_view(x),
-              "transpose_copy: x must be a CPU (B, C, L) view of a contiguous (B, L, C) tensor; got sizes ",
+              "transpose_copy: x must be a CPU (B, C, L) view of (B, L, C) rows with contiguous channels; got sizes ",
               x.sizes(), " strides ", x.strides());
   at::Tensor out = new_output(x.sizes(), x.options());
   switch (x.element_size()) {
