@@ -36,11 +36,6 @@ void tune_malloc() {
   if (keep != nullptr && keep[0] != '\0' && keep[0] != '0') return;
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  // MKL (LibTorch's fp32 GEMMs) keeps its own per-thread buffer cache on top: at mamba-130m full fp32,
-  // seq 512, it held ~200 MiB more at the step's peak (bench-train +2044 -> +1842 MiB without it), and how
-  // much varied with unrelated code changes; no step got slower (prefill and decode neither). MKL reads
-  // this when first used, after main starts. MFT_SYSTEM_MALLOC=1 keeps MKL's cache too.
-  setenv("MKL_DISABLE_FAST_MM", "1", /*overwrite=*/0);
 }
 
 int main(int argc, char** argv) {
