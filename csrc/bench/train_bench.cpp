@@ -13,6 +13,7 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <torch/autograd.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <nlohmann/json.hpp>
 
@@ -90,8 +91,9 @@ StepGemms step_gemms(models::CausalLM& model, int64_t tokens, std::optional<at::
 
 // The selective scans of one step (forward + backward, as mamba_inner runs them: z gate, D, delta bias
 // and softplus, time-varying B/C, activations in the mode's dtype, states fp32), each timed alone (best
-// of `repeats`): one per 2-D A_log (E, N) of a Mamba model; 0 for other families. Not matmuls, and the
-// issue's setting keeps them fp32, so they bound what the matmul roofline can reach.
+// of `repeats`): one per 2-D A_log (E, N) of a Mamba model; 0 for other families. Not matmuls, and their
+// states stay fp32 in every precision mode, so they bound what the matmul roofline can reach. Gradients
+// are returned, not accumulated into the inputs (later repeats would also time the accumulation).
 double step_scan_seconds(models::CausalLM& model, int64_t batch, int64_t seq, at::ScalarType act, int repeats) {
   double total = 0;
   for (const auto& [name, t] : model.hf_state_dict()) {
@@ -110,7 +112,7 @@ double step_scan_seconds(models::CausalLM& model, int64_t batch, int64_t seq, at
     total += best_of(repeats, [&] {
       auto [y, last] = selective_scan(u, delta, A, B, C, D, z, bias, /*delta_softplus=*/true, std::nullopt,
                                       /*return_last_state=*/false, std::nullopt);
-      y.backward(dy);
+      torch::autograd::grad({y}, {u, delta, A, B, C, D, z, bias}, {dy});
     });
   }
   return total;

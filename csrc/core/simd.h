@@ -149,9 +149,10 @@ inline VF vexp(VF x) {
 // 2^y for fp32 lanes: n = round(y), f = y - n in [-1/2, 1/2] (exact), 2^f by a degree-6 polynomial
 // fitted for least maximum relative error on [-1/2, 1/2] (2e-9 before rounding; below 1e-7 = 0.8 ulp
 // with fp32 Horner steps, checked on 2e5 points: the degree-7 Taylor form it replaced measured 0.7 ulp
-// for one more FMA per exp, and the scan computes one exp per state update), times 2^n. Cheaper than vexp (no split-ln2
-// reduction): the scan computes exp(delta A) as 2^(delta (A log2 e)) with A log2 e prepared once, whose
-// rounding adds one u to the argument's own. Clamped to [-151, 129] so +-inf give 0 and inf.
+// for one more FMA per exp, and the scan computes one exp per state update), times 2^n. Cheaper than
+// vexp (no split-ln2 reduction): the scan computes exp(delta A) as 2^(delta (A log2 e)) with A log2 e
+// prepared once, whose rounding adds one u to the argument's own. Clamped to [-151, 129] so +-inf give
+// 0 and inf.
 inline VF exp2_poly(VF f) {
   VF p = splat<VF>(1.5345741023469516e-04f);
   p = p * f + 1.3399904195235920e-03f;
