@@ -1,6 +1,7 @@
 // `mamba-ft bench-model --model MODEL [--dtype] [--prompt-tokens] [--decode-tokens] [--json]`: prefill and
 // decode speed of a model against its measured matmul and memory-bandwidth floors.
 #include "bench/model_bench.h"
+#include "cli_checks.h"
 #include "commands.h"
 #include "model_args.h"
 #include "models/registry.h"
@@ -21,9 +22,9 @@ Runner add_bench_model(CLI::App& app) {
   cmd->add_option("--model", a->model, "HF model folder or preset:NAME")->required();
   cmd->add_option("--dtype", a->dtype, "fp32, bf16 or fp16")->capture_default_str();
   cmd->add_option("--seed", a->seed, "preset initialisation seed");
-  cmd->add_option("--prompt-tokens", a->opt.prompt_tokens, "prefill length")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--decode-tokens", a->opt.decode_tokens, "timed decode steps")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--repeats", a->opt.repeats, "best of N prefills")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--prompt-tokens", a->opt.prompt_tokens, "prefill length")->check(int_in(1, kMaxTokens))->capture_default_str();
+  cmd->add_option("--decode-tokens", a->opt.decode_tokens, "timed decode steps")->check(int_in(1, kMaxTokens))->capture_default_str();
+  cmd->add_option("--repeats", a->opt.repeats, "best of N prefills")->check(int_in(1, kMaxRepeats))->capture_default_str();
   cmd->add_flag("--json", a->json, "one JSON object on stdout");
   return [a] {
     auto model = models::load_model(a->model, a->seed);

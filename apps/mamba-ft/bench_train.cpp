@@ -1,6 +1,7 @@
 // `mamba-ft bench-train --model MODEL [--mode full-fp32|lora-bf16] [--seq] [--batch] [--steps] [--warmup]
 // [--json]`: training tokens/s and peak memory of the trainer's step against the step's matmul roofline.
 #include "bench/train_bench.h"
+#include "cli_checks.h"
 #include "commands.h"
 #include "models/registry.h"
 
@@ -22,14 +23,15 @@ Runner add_bench_train(CLI::App& app) {
                   "full-fp32, lora-bf16 (also full-bf16, lora-fp32): what is trained, "
                   "and the autocast dtype (fp32 master weights)")
       ->capture_default_str();
-  cmd->add_option("--seq", a->opt.seq, "tokens per sequence")->capture_default_str();
-  cmd->add_option("--batch", a->opt.batch, "sequences per step")->capture_default_str();
-  cmd->add_option("--steps", a->opt.steps, "timed steps (median)")->capture_default_str();
-  cmd->add_option("--warmup", a->opt.warmup, "untimed steps first")->capture_default_str();
-  cmd->add_option("--lora-rank", a->opt.lora_rank, "LoRA rank")->capture_default_str();
+  cmd->add_option("--seq", a->opt.seq, "tokens per sequence")->check(int_in(1, kMaxTokens))->capture_default_str();
+  cmd->add_option("--batch", a->opt.batch, "sequences per step")->check(int_in(1, kMaxBatch))->capture_default_str();
+  cmd->add_option("--steps", a->opt.steps, "timed steps (median)")->check(int_in(1, kMaxRepeats))->capture_default_str();
+  cmd->add_option("--warmup", a->opt.warmup, "untimed steps first")->check(int_in(0, kMaxRepeats))->capture_default_str();
+  cmd->add_option("--lora-rank", a->opt.lora_rank, "LoRA rank")->check(int_in(1, 1 << 16))->capture_default_str();
   cmd->add_option("--lora-alpha", a->opt.lora_alpha, "LoRA alpha")->capture_default_str();
   cmd->add_option("--lora-targets", a->opt.lora_targets, "LoRA target modules (default: the family's)");
   cmd->add_option("--gemm-repeats", a->opt.gemm_repeats, "best of N for each GEMM of the roofline")
+      ->check(int_in(1, kMaxRepeats))
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "preset initialisation seed (also LoRA init and tokens)");
   cmd->add_option("--trace", a->opt.trace_path, "profile one more step and write its Chrome trace (JSON) here");

@@ -2,7 +2,7 @@
 //  [--csv-dir DIR]`: the paper's metrics over `mamba-ft eval` results (eval/compare.h): divergence of each run
 // from the reference with spike counts, ICL improvement per run and the ICL ratio of paired models; markdown
 // on stdout, CSV files in DIR.
-#include "atomic_output.h"
+#include "core/file_io.h"
 #include "commands.h"
 
 #include "eval/compare.h"
@@ -54,10 +54,10 @@ int run_compare(const CompareArgs& a) {
   if (!a.csv_dir.empty()) {
     std::filesystem::create_directories(a.csv_dir);
     if (!div.empty()) {
-      AtomicOutput((std::filesystem::path(a.csv_dir) / "divergence.csv").string(), "compare")
-          .commit(eval::divergence_csv(div));
+      write_file_atomically((std::filesystem::path(a.csv_dir) / "divergence.csv").string(), eval::divergence_csv(div),
+                            "compare");
     }
-    AtomicOutput((std::filesystem::path(a.csv_dir) / "icl.csv").string(), "compare").commit(eval::icl_csv(icl));
+    write_file_atomically((std::filesystem::path(a.csv_dir) / "icl.csv").string(), eval::icl_csv(icl), "compare");
     fmt::print(stderr, "compare: CSV in {}\n", a.csv_dir);
   }
   return 0;

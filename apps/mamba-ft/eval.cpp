@@ -2,10 +2,11 @@
 //  --shots 0,1,3,5 --seeds 1234,42 --limit N --dtype bf16 --batch-size N --max-length N --output F --log-samples]`:
 // ICL evaluation with lm-evaluation-harness's tasks, prompts and metrics (eval/evaluator.h). Flags override the
 // recipe's `eval` section. Prints lm-eval's markdown table; writes the results JSON atomically.
-#include "atomic_output.h"
+#include "cli_checks.h"
 #include "commands.h"
 #include "model_args.h"
 
+#include "core/file_io.h"
 #include "core/library_info.h"
 #include "eval/evaluator.h"
 #include "peft/lora.h"
@@ -32,6 +33,7 @@ struct EvalArgs {
   std::string adapter, data_dir, output, tasks, shots, seeds;
   int64_t limit = -2, batch_size = 0, max_length = 0;  // 0 / -2: not given (recipe or default)
   bool log_samples = false;
+  bool allow_nonfinite = false;
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -107,15 +109,18 @@ int run_eval(EvalArgs a) {
   o.score.max_length = a.max_length > 0 ? a.max_length : r.eval.max_length;
   o.log_samples = a.log_samples || r.eval.log_samples;
   o.bootstrap_iters = r.eval.bootstrap_iters;
+  o.score.allow_nonfinite = a.allow_nonfinite;
   std::string output = !a.output.empty() ? a.output : r.eval.output;
-  if (output.empty() && !r.output.dir.empty() && !a.recipe.empty()) output = (fs::path(r.output.dir) / "eval.json").string();
+  // The recipe's run folder is ours to create; any other output's folder must exist.
+  const bool in_run_folder = output.empty() && !r.output.dir.empty() && !a.recipe.empty();
+  if (in_run_folder) output = (fs::path(r.output.dir) / "eval.json").string();
 
   // Tasks first: a missing data file fails before the model loads.
   const std::vector<eval::Task> tasks = eval::load_tasks(o.tasks, o.data_dir);
-  std::unique_ptr<AtomicOutput> out;
+  std::unique_ptr<AtomicFile> out;
   if (!output.empty()) {
-    if (fs::path(output).has_parent_path()) fs::create_directories(fs::path(output).parent_path());
-    out = std::make_unique<AtomicOutput>(output, "eval");
+    if (in_run_folder) fs::create_directories(r.output.dir);
+    out = std::make_unique<AtomicFile>(output, "eval");
   }
   auto loaded = load_model_and_tokenizer(margs);
   if (!adapter.empty()) {
@@ -167,7 +172,8 @@ int run_eval(EvalArgs a) {
     fmt::print("{}", eval::markdown_table(results["shots"]));
   }
   if (out) {
-    out->commit(results.dump(2) + "\n");
+    out->write(results.dump(2) + "\n");
+    out->commit();
     fmt::print(stderr, "eval: results in {}\n", output);
   }
   fmt::print(stderr, "eval: {} requests in {:.1f} s\n", results["n_requests"].get<int64_t>(), seconds);
@@ -191,11 +197,12 @@ Runner add_eval(CLI::App& app) {
   cmd->add_option("--data-dir", a->data_dir, "DATA_DIR/<task>/<split>.jsonl (default: data)");
   cmd->add_option("--shots", a->shots, "few-shot counts, e.g. 0,1,3,5 (default 0)");
   cmd->add_option("--seeds", a->seeds, "few-shot sampling seeds, e.g. 1234,42 (default 1234)");
-  cmd->add_option("--limit", a->limit, "only the first N documents of each task")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass (default 8)")->check(CLI::PositiveNumber);
-  cmd->add_option("--max-length", a->max_length, "longest input in tokens (default 2048)")->check(CLI::PositiveNumber);
+  cmd->add_option("--limit", a->limit, "only the first N documents of each task")->check(int_in(0, INT64_MAX));
+  cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass (default 8)")->check(int_in(1, kMaxBatch));
+  cmd->add_option("--max-length", a->max_length, "longest input in tokens (default 2048)")->check(int_in(1, kMaxTokens));
   cmd->add_option("--output", a->output, "results JSON (written atomically)");
   cmd->add_flag("--log-samples", a->log_samples, "include every document's requests and loglikelihoods");
+  cmd->add_flag("--allow-nonfinite", a->allow_nonfinite, "report NaN/Inf loglikelihoods instead of failing");
   return [a] { return run_eval(*a); };
 }
 

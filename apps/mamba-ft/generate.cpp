@@ -1,9 +1,11 @@
 // `mamba-ft generate --model MODEL --prompt TEXT [--max-new-tokens --temperature --top-k --top-p --seed
 // --stop ...]`: streams the continuation to stdout as it decodes (Mamba / Mamba-2: O(1) state per token;
 // GPT-NeoX: KV cache); timing on stderr.
+#include "cli_checks.h"
 #include "commands.h"
 #include "model_args.h"
 
+#include "core/json_parse.h"
 #include "data/dataset.h"
 #include "models/generation.h"
 
@@ -36,8 +38,7 @@ std::string resolve_template(const std::string& spec) {
   fs::path file = fs::path(spec) / "template.json";
   if (!fs::exists(file)) file = fs::path(spec).parent_path() / "template.json";  // OUTPUT/final -> OUTPUT
   TORCH_CHECK(fs::exists(file), "generate: --template ", spec, " is a folder without template.json");
-  std::ifstream in(file);
-  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const auto j = load_json_file(file.string());
   TORCH_CHECK(j.is_object() && j.contains("template") && j["template"].is_string(), "generate: ", file.string(),
               " must hold {\"template\": NAME}");
   return j["template"];
@@ -117,16 +118,16 @@ Runner add_generate(CLI::App& app) {
   a->model.add_to(cmd);
   cmd->add_option("--prompt", a->prompt, "prompt text")->required();
   cmd->add_option("--max-new-tokens", a->gen.max_new_tokens, "tokens to generate at most")
-      ->check(CLI::NonNegativeNumber)
+      ->check(int_in(0, kMaxTokens))
       ->capture_default_str();
   cmd->add_option("--temperature", a->gen.temperature, "0 = greedy; otherwise sampling temperature")
-      ->check(CLI::NonNegativeNumber)
+      ->check(number_in(0, 100, "0", "100"))
       ->capture_default_str();
   cmd->add_option("--top-k", a->gen.top_k, "sample among the k most likely tokens (0 = all)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(int_in(0, INT32_MAX))
       ->capture_default_str();
   cmd->add_option("--top-p", a->gen.top_p, "nucleus sampling mass in (0, 1]")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(number_in(0, 1, "0", "1"))
       ->capture_default_str();
   cmd->add_option("--stop", a->stop, "stop before this string (repeatable)");
   cmd->add_flag("--ignore-eos", a->no_eos, "keep going after the end-of-text token");

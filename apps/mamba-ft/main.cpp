@@ -1,6 +1,8 @@
 // mamba-ft: the command-line driver. Parses, sets threads, runs one subcommand; any error becomes one
 // line on stderr and exit code 1.
+#include "cli_checks.h"
 #include "commands.h"
+#include "core/system_limits.h"
 #include "core/library_info.h"
 
 #include <ATen/Parallel.h>
@@ -44,8 +46,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "mamba-ft " + mft::version());
   // LibTorch alone would use one thread on a 2-core machine; default to every core.
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  app.add_option("--threads", threads, "CPU threads for LibTorch and the mft kernels")
-      ->check(CLI::PositiveNumber)
+  app.add_option("--threads", threads, "CPU threads for LibTorch and the mft kernels (at most 4 per core)")
+      ->check(mft::app::int_in(1, mft::max_threads()))
       ->capture_default_str();
   app.require_subcommand(1);
   std::vector<std::pair<CLI::App*, mft::app::Runner>> commands;

@@ -1,7 +1,8 @@
 // `mamba-ft merge --model MODEL --adapter DIR --output DIR [--dtype fp32|bf16|fp16]`: folds a LoRA
 // adapter folder (HF peft's format, e.g. written by `mamba-ft train`) into the model and writes the
 // merged model in HF layout (config.json + model.safetensors, plus MODEL/tokenizer.json when present),
-// loadable by transformers' from_pretrained and by every mamba-ft command.
+// loadable by transformers' from_pretrained and by every mamba-ft command. The folder appears whole; an
+// existing one is replaced only with --overwrite.
 #include "commands.h"
 
 #include "models/checkpoint.h"
@@ -21,10 +22,15 @@ namespace fs = std::filesystem;
 struct MergeArgs {
   std::string model, adapter, output;
   std::string dtype = "fp32";
+  bool overwrite = false;
 };
 
 int run_merge(const MergeArgs& a) {
   const at::ScalarType dtype = models::parse_dtype(a.dtype);
+  std::error_code ec;
+  TORCH_CHECK(!fs::exists(a.output, ec) || (fs::is_directory(a.output, ec) && fs::is_empty(a.output, ec)) ||
+                  a.overwrite,
+              "merge: --output ", a.output, " already exists; pass --overwrite to replace it whole");
   auto model = models::load_model(a.model);
   const peft::LoraConfig c = peft::load_peft_adapter(*model, a.adapter);
   const size_t adapted = peft::adapted_modules(*model).size();
@@ -48,6 +54,7 @@ Runner add_merge(CLI::App& app) {
       ->required();
   cmd->add_option("--output", a->output, "folder to write the merged model to")->required();
   cmd->add_option("--dtype", a->dtype, "dtype of the saved weights: fp32, bf16 or fp16")->capture_default_str();
+  cmd->add_flag("--overwrite", a->overwrite, "replace an existing --output folder (as a whole)");
   return [a] { return run_merge(*a); };
 }
 

@@ -1,6 +1,6 @@
 // `mamba-ft report DIR [--output FILE]`: a self-contained HTML report (inline SVG charts, no scripts or network)
 // of a sweep folder or a training run folder (csrc/report); written atomically to DIR/report.html by default.
-#include "atomic_output.h"
+#include "core/file_io.h"
 #include "commands.h"
 
 #include "report/html_report.h"
@@ -20,7 +20,7 @@ int run_report(const ReportArgs& a) {
   // Build first: a folder without results fails before anything is written into it.
   const std::string html = report::build_report(a.dir);
   const std::string output = a.output.empty() ? (std::filesystem::path(a.dir) / "report.html").string() : a.output;
-  AtomicOutput(output, "report").commit(html);
+  write_file_atomically(output, html, "report");
   fmt::print(stderr, "report: {}\n", output);
   return 0;
 }

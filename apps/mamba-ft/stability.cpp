@@ -3,11 +3,13 @@
 //   lyapunov  --model MODEL [--text FILE] [--tokens 256 --k 8 --warmup 0]        exact λ̂ per layer + Benettin
 //   precision --model MODEL [--text FILE] [--tokens 128]                         fp32 vs bf16/fp16 (autocast, pure)
 // Prints a summary; --output writes the JSON (atomically) for reports.
-#include "atomic_output.h"
+#include "cli_checks.h"
 #include "commands.h"
 #include "model_args.h"
 
 #include "analysis/lyapunov.h"
+#include "core/file_io.h"
+#include "core/json_parse.h"
 #include "analysis/perturbation.h"
 #include "analysis/precision.h"
 #include "models/registry.h"
@@ -26,6 +28,7 @@ struct StabilityArgs {
   ModelArgs model;
   std::string preset = "mamba-tiny", text, output, eps = "1e-6,1e-4,1e-2";
   int64_t blocks = 100, steps = 64, tokens = 256, k = 8, warmup = 0;
+  bool allow_nonfinite = false;
 };
 
 // input_ids (1, T): the first T tokens of --text, else seeded random tokens.
@@ -45,9 +48,16 @@ at::Tensor input_ids(const StabilityArgs& a, const LoadedModel& m) {
   return at::tensor(ids, at::kLong).unsqueeze(0);
 }
 
+// Results with NaN or Inf fail (after the table is shown) unless --allow-nonfinite; then written.
 void write(const StabilityArgs& a, const nlohmann::json& j) {
+  const std::string bad = first_nonfinite(j);
+  if (!bad.empty() && !a.allow_nonfinite) {
+    throw std::runtime_error("stability: the result holds NaN or Inf (at " + bad +
+                             "): the model computes non-finite values (check its weights and config.json; "
+                             "--allow-nonfinite writes it anyway)");
+  }
   if (a.output.empty()) return;
-  AtomicOutput(a.output, "stability").commit(j.dump(2) + "\n");
+  write_file_atomically(a.output, j.dump(2) + "\n", "stability");
   fmt::print(stderr, "stability: results in {}\n", a.output);
 }
 
@@ -86,8 +96,9 @@ int run_lyapunov(const StabilityArgs& a) {
                       {"warmup", a.warmup}};
   fmt::print("|layer|λ̂ exact (max mean Δ·A)|Benettin top exponent|\n|---:|---:|---:|\n");
   for (const auto& e : l.layers) {
-    fmt::print("|{}|{:.6g}|{:.6g}|\n", e.layer, e.exact, e.estimated);
-    j["layers"].push_back({{"layer", e.layer}, {"exact", e.exact}, {"estimated", e.estimated}});
+    fmt::print("|{}|{:.6g}|{}|\n", e.layer, e.exact, a.k > 0 ? fmt::format("{:.6g}", e.estimated) : "-");
+    j["layers"].push_back(
+        {{"layer", e.layer}, {"exact", e.exact}, {"estimated", a.k > 0 ? nlohmann::json(e.estimated) : nlohmann::json()}});
   }
   fmt::print("stack (all layers' states): top exponents {}\n", nlohmann::json(l.stack.exponents).dump());
   j["stack"] = l.stack.exponents;
@@ -122,8 +133,8 @@ Runner add_stability(CLI::App& app) {
   auto* perturb = cmd->add_subcommand("perturb", "Perturbation experiment on random blocks of a family (paper E1)");
   perturb->add_option("--preset", a->preset, "block geometry: mamba-tiny, mamba2-tiny, pythia-tiny, mamba-130m, ...")
       ->capture_default_str();
-  perturb->add_option("--blocks", a->blocks, "random blocks")->check(CLI::PositiveNumber)->capture_default_str();
-  perturb->add_option("--steps", a->steps, "steps N")->check(CLI::Range(3, 100000))->capture_default_str();
+  perturb->add_option("--blocks", a->blocks, "random blocks")->check(int_in(1, 10000))->capture_default_str();
+  perturb->add_option("--steps", a->steps, "steps N")->check(int_in(3, 100000))->capture_default_str();
   perturb->add_option("--eps", a->eps, "perturbation sizes")->capture_default_str();
   perturb->add_option("--output", a->output, "results JSON");
   auto* lyap = cmd->add_subcommand("lyapunov", "Exact λ̂ per layer and Benettin estimates (Mamba, Mamba-2)");
@@ -131,11 +142,14 @@ Runner add_stability(CLI::App& app) {
   for (auto* sub : {lyap, prec}) {
     a->model.add_to(sub);
     sub->add_option("--text", a->text, "text file whose first tokens drive the model (default: random tokens)");
-    sub->add_option("--tokens", a->tokens, "tokens T")->check(CLI::PositiveNumber)->capture_default_str();
+    sub->add_option("--tokens", a->tokens, "tokens T")->check(int_in(1, kMaxTokens))->capture_default_str();
     sub->add_option("--output", a->output, "results JSON");
   }
-  lyap->add_option("--k", a->k, "Benettin directions (0: exact λ̂ only)")->check(CLI::NonNegativeNumber)->capture_default_str();
-  lyap->add_option("--warmup", a->warmup, "steps that only align the directions")->check(CLI::NonNegativeNumber)->capture_default_str();
+  for (auto* sub : {perturb, lyap, prec}) {
+    sub->add_flag("--allow-nonfinite", a->allow_nonfinite, "report NaN/Inf results instead of failing");
+  }
+  lyap->add_option("--k", a->k, "Benettin directions (0: exact λ̂ only; at most the state size)")->check(int_in(0, 1 << 20))->capture_default_str();
+  lyap->add_option("--warmup", a->warmup, "steps that only align the directions")->check(int_in(0, kMaxTokens))->capture_default_str();
   return [a, perturb, lyap] {
     if (perturb->parsed()) return run_perturb(*a);
     if (lyap->parsed()) return run_lyapunov(*a);

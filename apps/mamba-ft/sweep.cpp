@@ -3,7 +3,7 @@
 // and the paper's tables (sweep/run_sweep.h); then the HTML report unless sweep.report is false.
 // Overrides: sweep.KEY=value (sweep options), prepare.KEY=value (prepare runs), anything else every point.
 // Ctrl-C / SIGTERM checkpoint the running point; rerunning the same command resumes it.
-#include "atomic_output.h"
+#include "core/file_io.h"
 #include "commands.h"
 
 #include "recipe/sweep_spec.h"
@@ -158,7 +158,7 @@ int run_sweep_command(const SweepArgs& a) {
              result.ok, result.failed, result.pending, result.skipped, spec.output_dir, result.summary_path);
   if (spec.report && !result.interrupted) {
     const std::string html = (fs::path(spec.output_dir) / "report.html").string();
-    AtomicOutput(html, "sweep").commit(report::build_report(spec.output_dir));
+    write_file_atomically(html, report::build_report(spec.output_dir), "sweep");
     fmt::print(stderr, "sweep: report {}\n", html);
   }
   if (result.interrupted) {

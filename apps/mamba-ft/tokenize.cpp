@@ -2,6 +2,7 @@
 // stdout, one line for each line: {"text": ...} -> {"ids": [...]}, or with --decode {"ids": [...]} ->
 // {"text": ...}. PATH is a tokenizer.json, a folder holding one, or `bytes` (the byte tokenizer).
 #include "commands.h"
+#include "core/json_parse.h"
 #include "tokenizer/tokenizer.h"
 
 #include <ATen/Parallel.h>
@@ -50,33 +51,38 @@ struct Item {
 void parse_line(const std::string& line, bool decode, Item& item) {
   json j;
   try {
-    j = json::parse(line);
-  } catch (const json::parse_error& e) {
-    item.error = std::string("not valid JSON: ") + e.what();
+    j = parse_json(line);
+  } catch (const JsonError& e) {
+    item.error = e.what();
     return;
   }
   const char* key = decode ? "ids" : "text";
   if (!j.is_object() || !j.contains(key)) {
-    item.error = fmt::format("expected a JSON object with \"{}\"; got {}", key, j.dump().substr(0, 60));
+    item.error = fmt::format("expected a JSON object with \"{}\"; got {}", key, json_excerpt(j));
     return;
   }
   const json& v = j[key];
   if (!decode) {
     if (!v.is_string()) {
-      item.error = "\"text\" must be a string; got " + v.dump().substr(0, 60);
+      item.error = "\"text\" must be a string; got " + json_excerpt(v);
       return;
     }
     item.text = v.get<std::string>();
     return;
   }
   if (!v.is_array()) {
-    item.error = "\"ids\" must be an array of integers; got " + v.dump().substr(0, 60);
+    item.error = "\"ids\" must be an array of integers; got " + json_excerpt(v);
     return;
   }
   item.ids.reserve(v.size());
   for (const json& id : v) {
     if (!id.is_number_integer()) {
-      item.error = "\"ids\" must be an array of integers; found " + id.dump().substr(0, 60);
+      item.error = "\"ids\" must be an array of integers; found " + json_excerpt(id);
+      return;
+    }
+    const bool out_of_range = id.is_number_unsigned() ? id.get<uint64_t>() > uint64_t(INT64_MAX) : id.get<int64_t>() < 0;
+    if (out_of_range) {
+      item.error = "\"ids\" must be token ids (>= 0); found " + json_excerpt(id);
       return;
     }
     item.ids.push_back(id.get<int64_t>());

@@ -102,6 +102,15 @@ class ModelStateMap {
   std::unique_ptr<models::DecodeCache> cache_;
 };
 
+// Elements of all layers' recurrent states together (batch 1): the largest state map's size.
+int64_t recurrent_state_size(models::CausalLM& model) {
+  at::NoGradGuard no_grad;
+  const auto cache = model.new_cache(1);
+  int64_t n = 0;
+  for (const at::Tensor* s : cache->recurrent_states()) n += s->numel();
+  return n;
+}
+
 Spectrum estimate(models::CausalLM& model, const at::Tensor& ids, std::vector<int64_t> layers, int64_t k,
                   int64_t warmup, double eps, uint64_t seed) {
   ModelStateMap f(model, ids, std::move(layers));
@@ -115,8 +124,15 @@ ModelLyapunov model_lyapunov(models::CausalLM& model, const at::Tensor& input_id
                              double eps, uint64_t seed) {
   TORCH_CHECK(input_ids.dim() == 2 && input_ids.size(0) == 1 && input_ids.size(1) >= 1,
               "lyapunov: input_ids must be (1, T); got ", input_ids.sizes());
+  TORCH_CHECK(k >= 0 && warmup >= 0 && warmup < input_ids.size(1), "lyapunov: need k >= 0 and 0 <= warmup < T = ",
+              input_ids.size(1), "; got k ", k, ", warmup ", warmup);
   ModelLyapunov out;
-  const std::vector<double> exact = exact_lambda(model, input_ids, warmup);
+  const std::vector<double> exact = exact_lambda(model, input_ids, warmup);  // fails for non-recurrent models
+  if (k > 0) {  // beyond every state map's size k cannot mean anything (and costs (2k + 1) decode steps)
+    const int64_t n = recurrent_state_size(model);
+    TORCH_CHECK(k <= n, "lyapunov: k = ", k, " directions exceed the model's recurrent state size ", n,
+                " (layers x channels x states); use k <= ", n);
+  }
   std::vector<int64_t> all;
   for (size_t l = 0; l < exact.size(); ++l) {
     LayerExponent e{static_cast<int64_t>(l), exact[l], std::nan("")};

@@ -47,8 +47,9 @@ struct ModelLyapunov {
 };
 
 // Exact λ̂ per layer from recurrence_decays on input_ids (1, T), and Benettin estimates per layer and for
-// the stack (k directions; 0 skips the estimates), both over steps warmup..T-1 (the estimates' directions
-// align during the first `warmup` steps). The model must have a recurrent state (Mamba, Mamba-2).
+// the stack (k directions, at most each state map's size; 0 skips the estimates; more than the whole
+// recurrent state is an error), both over steps warmup..T-1 (the estimates' directions align during the
+// first `warmup` steps). The model must have a recurrent state (Mamba, Mamba-2).
 ModelLyapunov model_lyapunov(models::CausalLM& model, const at::Tensor& input_ids, int64_t k, int64_t warmup = 0,
                              double eps = 1.0, uint64_t seed = 0);
 

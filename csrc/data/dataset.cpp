@@ -1,5 +1,6 @@
 #include "data/dataset.h"
 
+#include "core/json_parse.h"
 #include "data/random.h"
 #include "data/records.h"
 #include "data/templates.h"
@@ -22,9 +23,7 @@ struct BadRecord : std::runtime_error {
 };
 
 std::string shown(const json& v) {
-  constexpr size_t kMaxShown = 60;  // enough to recognise the value, short enough for one line
-  std::string s = v.dump();
-  return s.size() > kMaxShown ? s.substr(0, kMaxShown) + "..." : s;
+  return json_excerpt(v);
 }
 
 // j[key] as a string; absent is an error unless `fallback` (then it, as for null).
@@ -39,15 +38,14 @@ std::string get_string(const json& j, const char* key, const char* fallback = nu
 }
 
 json parse_record(const RawRecord& r) {
+  json j;
   try {
-    json j = json::parse(r.text);
-    if (!j.is_object()) throw BadRecord("expected a JSON object; got " + shown(j));
-    return j;
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    const size_t tag = what.find("] ");  // drop "[json.exception.parse_error.101] "
-    throw BadRecord("not valid JSON: " + (tag == std::string::npos ? what : what.substr(tag + 2)));
+    j = parse_json(r.text);
+  } catch (const JsonError& e) {
+    throw BadRecord(e.what());
   }
+  if (!j.is_object()) throw BadRecord("expected a JSON object; got " + shown(j));
+  return j;
 }
 
 // Alpaca record: the prompt as render_prompt gives it (the with-input template is not a chat turn), then

@@ -1,5 +1,7 @@
 #include "data/synthetic.h"
 
+#include "core/file_io.h"
+
 #include "data/random.h"
 
 #include <nlohmann/json.hpp>
@@ -358,10 +360,7 @@ std::string icl_task_yaml(const std::string& name) {
 }
 
 void write_file(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-  f.close();
-  if (!f) throw std::runtime_error("cannot write '" + path.string() + "'");
+  write_file_atomically(path.string(), text, "make-data");
 }
 
 }  // namespace
@@ -369,14 +368,17 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
 void write_quickstart_data(const std::string& dir, uint64_t seed) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw std::runtime_error("cannot create folder '" + dir + "': " + ec.message());
+  if (ec) throw std::runtime_error("make-data: cannot create folder " + dir + ": " + io_error_text(ec.value()));
   const std::vector<Country> world = make_world(seed);
   write_file(std::filesystem::path(dir) / "corpus.txt", make_corpus(seed, world));
   write_file(std::filesystem::path(dir) / "instruct.jsonl", make_instructions(seed, world));
   const std::filesystem::path icl = std::filesystem::path(dir) / "icl";
   for (const auto& [name, split] : make_icl_tasks(seed, world)) {
     std::filesystem::create_directories(icl / name, ec);
-    if (ec) throw std::runtime_error("cannot create folder '" + (icl / name).string() + "': " + ec.message());
+    if (ec) {
+      throw std::runtime_error("make-data: cannot create folder " + (icl / name).string() + ": " +
+                               io_error_text(ec.value()));
+    }
     write_file(icl / name / "test.jsonl", split.test);
     write_file(icl / name / "train.jsonl", split.train);
     write_file(icl / (name + ".yaml"), icl_task_yaml(name));

@@ -1,5 +1,6 @@
 #include "eval/compare.h"
 
+#include "core/json_parse.h"
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
@@ -7,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 namespace mft::eval {
 namespace {
@@ -63,11 +65,13 @@ std::string headline_metric(const std::string& task) {
 RunResults read_results(const std::string& path, const std::string& label) {
   std::ifstream in(path);
   TORCH_CHECK(in.good(), path, ": no such results file");
+  std::stringstream text;
+  text << in.rdbuf();
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    TORCH_CHECK(false, path, ": not valid JSON: ", e.what());
+    j = parse_json(text.str());
+  } catch (const JsonError& e) {
+    TORCH_CHECK(false, path, ": ", e.what());
   }
   TORCH_CHECK(j.is_object() && j.contains("shots"), path, ": not a `mamba-ft eval` results file (no \"shots\")");
   RunResults r;

@@ -1,5 +1,6 @@
 #include "eval/docs.h"
 
+#include "core/json_parse.h"
 #include <c10/util/Exception.h>
 
 #include <filesystem>
@@ -9,9 +10,7 @@
 namespace mft::eval {
 namespace {
 std::string excerpt(const nlohmann::json& j) {
-  constexpr size_t kMaxShown = 60;
-  const std::string s = j.dump();
-  return s.size() <= kMaxShown ? s : s.substr(0, kMaxShown) + "...";
+  return json_excerpt(j);
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -41,9 +40,9 @@ std::vector<Doc> read_docs(const std::string& path) {
   if (first != std::string::npos && text[first] == '[') {  // one JSON array (to_json(lines=False))
     nlohmann::json all;
     try {
-      all = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      TORCH_CHECK(false, path, ":", line_of(text, e.byte), ": not valid JSON: ", e.what());
+      all = parse_json(text);
+    } catch (const JsonError& e) {
+      TORCH_CHECK(false, path, ":", line_of(text, e.byte()), ": ", e.what());
     }
     // Lines of the records: each top-level '{' of the array, in order.
     std::vector<int64_t> lines;
@@ -77,9 +76,9 @@ std::vector<Doc> read_docs(const std::string& path) {
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      TORCH_CHECK(false, path, ":", number, ": not valid JSON: ", e.what());
+      j = parse_json(line);
+    } catch (const JsonError& e) {
+      TORCH_CHECK(false, path, ":", number, ": ", e.what());
     }
     TORCH_CHECK(j.is_object(), path, ":", number, ": each line must be a JSON object; got ", excerpt(j));
     docs.push_back({std::move(j), path, number, static_cast<int64_t>(docs.size())});

@@ -9,6 +9,7 @@
 #include <torch/nn/module.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <string_view>
 #include <utility>
@@ -456,6 +457,11 @@ std::vector<ScoreResult> score(models::CausalLM& model, const Tokenizer& tokeniz
     r.loglikelihood += scores[p].loglikelihood;
     r.is_greedy = std::holds_alternative<RollingRequest>(requests[owner[p]]) ? r.is_greedy && scores[p].is_greedy
                                                                              : scores[p].is_greedy;
+  }
+  for (size_t i = 0; i < results.size() && !options.allow_nonfinite; ++i) {
+    TORCH_CHECK(std::isfinite(results[i].loglikelihood), describe(options, i), ": the loglikelihood is ",
+                results[i].loglikelihood,
+                ": the model computes NaN or Inf (check its weights and config.json; --allow-nonfinite reports it)");
   }
   return results;
 }

@@ -82,6 +82,9 @@ struct ScoreOptions {
   std::function<void(int64_t done, int64_t total)> progress;
   // How errors name request i (default "request i", 0-based); the CLI names file lines instead.
   std::function<std::string(size_t)> describe_request;
+  // A NaN or infinite loglikelihood is an error naming the request, unless this is set (then it is
+  // reported as it is, null in JSON).
+  bool allow_nonfinite = false;
 };
 
 // Token-level pieces, public for tests and for callers that tokenise themselves.

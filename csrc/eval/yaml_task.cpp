@@ -1,5 +1,7 @@
 #include "eval/yaml_task.h"
 
+#include "recipe/yaml_load.h"
+
 #include <c10/util/Exception.h>
 #include <yaml-cpp/yaml.h>
 
@@ -85,9 +87,9 @@ Task load_yaml_task(const std::string& path) {
   TORCH_CHECK(fs::exists(path), path, ": no such task file");
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    TORCH_CHECK(false, path, ":", e.mark.line + 1, ": malformed YAML: ", e.msg);
+    root = recipe::load_yaml_file(path);
+  } catch (const std::runtime_error& e) {
+    TORCH_CHECK(false, e.what());
   }
   TORCH_CHECK(root.IsMap(), path, ": a task file is a YAML mapping");
   static const std::set<std::string> known = {"task", "data_file", "fewshot_file", "output_type", "description",

@@ -1,11 +1,13 @@
 #include "export/torchscript_export.h"
 
+#include "core/file_io.h"
 #include "export/script_builder.h"
 #include "peft/lora.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
+#include <torch/csrc/jit/serialization/export.h>
 
 #include <unistd.h>
 
@@ -19,10 +21,6 @@ namespace mft::exporting {
 namespace fs = std::filesystem;
 
 namespace {
-std::string temporary_path(const std::string& path) {
-  return path + ".tmp-" + std::to_string(::getpid());
-}
-
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   TORCH_CHECK(in.is_open(), "export: cannot read ", path, ": ", std::strerror(errno));
@@ -61,13 +59,11 @@ void check_output_writable(const std::string& path) {
   TORCH_CHECK(!path.empty(), "export: --output is empty");
   TORCH_CHECK(!fs::is_directory(path), "export: cannot write ", path,
               ": it is a folder (expected a file name, e.g. model.pt)");
-  const std::string tmp = temporary_path(path);
-  {
-    std::ofstream probe(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(probe.is_open(), "export: cannot write ", path, ": ", std::strerror(errno));
-  }
-  std::error_code ignored;
-  fs::remove(tmp, ignored);
+  const fs::path parent = fs::path(path).parent_path();
+  TORCH_CHECK(parent.empty() || fs::is_directory(parent), "export: cannot write ", path, ": folder ", parent.string(),
+              " does not exist");
+  remove_stale_temporaries(parent.empty() ? "." : parent.string());
+  AtomicFile probe(path, "export");  // removed again: only whether it can be created is checked
 }
 
 bool needs_ops_library(const models::CausalLM& model, const ExportOptions& options) {
@@ -98,21 +94,11 @@ void export_torchscript(models::CausalLM& model, const std::string& path, const 
   torch::jit::Module module = script_module(model, needs_ops_library(model, options));
   module.eval();
   const auto files = archive_files(model, options);
-  const std::string tmp = temporary_path(path);
-  try {
-    module.save(tmp, files);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw;
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    TORCH_CHECK(false, "export: cannot rename ", tmp, " to ", path, ": ", ec.message());
-  }
+  // LibTorch's archive writer must not see an exception (it would terminate in its destructor): the
+  // file keeps the first error and commit() throws it; until then `path` is untouched.
+  AtomicFile out(path, "export");
+  torch::jit::ExportModule(module, [&](const void* data, size_t n) { return out.write_deferred(data, n); }, files);
+  out.commit();
 }
 
 }  // namespace mft::exporting

@@ -1,5 +1,8 @@
 #include "io/safetensors.h"
 
+#include "core/file_io.h"
+#include "core/json_parse.h"
+
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
@@ -100,8 +103,9 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   };
   nlohmann::json header;
   try {
+    check_json_depth(std::string_view(reinterpret_cast<const char*>(bytes) + 8, size_t(header_len)));
     header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len, callback);
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const std::exception& e) {
     TORCH_CHECK(false, "safetensors: ", path, ": header is not valid JSON (", e.what(), ")");
   }
   TORCH_CHECK(duplicate.empty(), "safetensors: ", path, ": duplicate key '", duplicate, "' in the header");
@@ -204,8 +208,8 @@ std::string safetensors_dtype(at::ScalarType dtype) {
   TORCH_CHECK(false, "safetensors: mamba-ft writes float32, float16 and bfloat16 tensors; got ", dtype);
 }
 
-void save_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+FileDigest save_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
+                            const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   std::vector<at::Tensor> data;
   int64_t offset = 0;
@@ -225,27 +229,14 @@ void save_safetensors(const std::string& path, const std::map<std::string, at::T
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // pad so the data buffer starts 8-byte aligned
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(out, "safetensors: cannot write ", tmp, ": ", std::strerror(errno));
-    unsigned char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((uint64_t(text.size()) >> (8 * i)) & 0xff);
-    out.write(reinterpret_cast<const char*>(len), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& c : data)
-      out.write(static_cast<const char*>(c.const_data_ptr()), static_cast<std::streamsize>(c.nbytes()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      TORCH_CHECK(false, "safetensors: writing ", tmp, " failed (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    TORCH_CHECK(false, "safetensors: cannot move ", tmp, " to ", path, ": ", why);
-  }
+  AtomicFile out(path, "safetensors");
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((uint64_t(text.size()) >> (8 * i)) & 0xff);
+  out.write(len, 8);
+  out.write(text);
+  for (const auto& c : data) out.write(c.const_data_ptr(), c.nbytes());
+  out.commit();
+  return out.digest();
 }
 
 std::map<std::string, at::Tensor> load_safetensors_checkpoint(const std::string& dir,
@@ -265,10 +256,9 @@ std::map<std::string, at::Tensor> load_safetensors_checkpoint(const std::string&
               " has neither model.safetensors nor model.safetensors.index.json");
   nlohmann::json j;
   try {
-    std::ifstream in(index);
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    TORCH_CHECK(false, "safetensors: ", index.string(), " is not valid JSON (", e.what(), ")");
+    j = load_json_file(index.string());
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "safetensors: ", e.what());
   }
   TORCH_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), "safetensors: ", index.string(),
               " needs an object \"weight_map\" (tensor name -> shard file)");

@@ -4,6 +4,8 @@
 // Header: {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__": {..}}.
 // The reader memory-maps the file and checks every size and offset before handing out a tensor; the
 // writer pads the header with spaces to a multiple of 8 and writes through a temporary file + rename.
+#include "core/file_io.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <functional>
@@ -46,8 +48,9 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// Writes `tensors` (CPU, F32/F16/BF16; made contiguous) and string metadata to `path` atomically.
-void save_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
+// Writes `tensors` (CPU, F32/F16/BF16; made contiguous) and string metadata to `path` atomically
+// (core/file_io.h: a full disk is a clear error and leaves no file); returns its size and CRC32C.
+FileDigest save_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
 // Every tensor of a checkpoint folder: model.safetensors, or the shards listed by

@@ -1,6 +1,7 @@
 #include "models/checkpoint.h"
 
-#include "core/atomic_file.h"
+#include "core/file_io.h"
+#include "core/json_parse.h"
 
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
@@ -46,9 +47,6 @@ bool has_safetensors(const std::string& dir) {
   return fs::exists(fs::path(dir) / "model.safetensors") || fs::exists(fs::path(dir) / "model.safetensors.index.json");
 }
 
-void write_text_atomically(const fs::path& path, const std::string& text) {
-  write_file_atomically(path.string(), text, "save");
-}
 }  // namespace
 
 std::vector<std::string> checkpoint_files(const std::string& dir) {
@@ -93,18 +91,22 @@ std::map<std::string, at::Tensor> read_checkpoint(const std::string& dir, const 
 }
 
 void save_hf_model(CausalLM& model, const std::string& dir, const std::string& tokenizer_json) {
-  fs::create_directories(dir);
-  std::map<std::string, at::Tensor> tensors;
-  for (const auto& [name, t] : model.hf_state_dict()) tensors[name] = t.detach().contiguous().cpu();
-  io::save_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
-  write_text_atomically(fs::path(dir) / "config.json", model.hf_config_json());
+  std::string tokenizer_text;
   if (!tokenizer_json.empty()) {
     std::ifstream in(tokenizer_json, std::ios::binary);
     TORCH_CHECK(in, "save: cannot read tokenizer ", tokenizer_json);
     std::stringstream buf;
     buf << in.rdbuf();
-    write_text_atomically(fs::path(dir) / "tokenizer.json", buf.str());
+    tokenizer_text = buf.str();
   }
+  AtomicDir folder(dir, "save");
+  const fs::path tmp = folder.path_to_fill();
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& [name, t] : model.hf_state_dict()) tensors[name] = t.detach().contiguous().cpu();
+  io::save_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  write_file_atomically((tmp / "config.json").string(), model.hf_config_json(), "save");
+  if (!tokenizer_json.empty()) write_file_atomically((tmp / "tokenizer.json").string(), tokenizer_text, "save");
+  folder.commit();
 }
 
 }  // namespace mft::models

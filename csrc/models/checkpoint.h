@@ -25,8 +25,9 @@ std::map<std::string, at::Tensor> read_checkpoint(const std::string& dir, const 
 // The weight files read_checkpoint would open, for `mamba-ft info`.
 std::vector<std::string> checkpoint_files(const std::string& dir);
 
-// Writes `dir`/config.json and `dir`/model.safetensors (each via a temporary file and a rename) in the
-// layout HF transformers' from_pretrained loads; tokenizer_json, when not empty, is copied alongside.
+// Writes `dir`/config.json and `dir`/model.safetensors in the layout HF transformers' from_pretrained
+// loads; tokenizer_json, when not empty, is copied alongside. The folder is put in place whole
+// (core/file_io.h AtomicDir): an existing `dir` is replaced, so no file of an older model stays behind.
 void save_hf_model(CausalLM& model, const std::string& dir, const std::string& tokenizer_json = "");
 
 }  // namespace mft::models

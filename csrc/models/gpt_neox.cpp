@@ -1,6 +1,7 @@
 #include "models/gpt_neox.h"
 
 #include "models/checkpoint.h"
+#include "core/json_parse.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
 #include "models/lora_adapter.h"
@@ -27,7 +28,7 @@ GPTNeoXConfig GPTNeoXConfig::from_json(const nlohmann::json& json, const std::st
   const ConfigJson j(json, path, "gpt_neox");
   if (j.has("model_type")) {
     j.require(json["model_type"] == "gpt_neox",
-              "model_type is " + json["model_type"].dump() + "; expected \"gpt_neox\"");
+              "model_type is " + json_excerpt(json["model_type"]) + "; expected \"gpt_neox\"");
   }
   GPTNeoXConfig c;
   j.get_positive_int("vocab_size", c.vocab_size);
@@ -35,22 +36,37 @@ GPTNeoXConfig GPTNeoXConfig::from_json(const nlohmann::json& json, const std::st
   j.get_positive_int("num_hidden_layers", c.num_hidden_layers);
   j.get_positive_int("num_attention_heads", c.num_attention_heads);
   j.get_positive_int("intermediate_size", c.intermediate_size);
-  // Older files: rotary_pct / rotary_emb_base; newer transformers: rope_parameters.
-  j.get_number("rotary_pct", c.rotary_pct);
-  j.get_number("partial_rotary_factor", c.rotary_pct);
-  j.get_number("rotary_emb_base", c.rotary_emb_base);
-  j.get_number("rope_theta", c.rotary_emb_base);
-  if (j.has("rope_parameters") && j.json()["rope_parameters"].is_object()) {
-    j.get_number_in(j.json()["rope_parameters"], "partial_rotary_factor", c.rotary_pct);
-    j.get_number_in(j.json()["rope_parameters"], "rope_theta", c.rotary_emb_base);
-  }
-  j.get_number("layer_norm_eps", c.layer_norm_eps);
+  // Older files: rotary_pct / rotary_emb_base; newer transformers: rope_parameters. Every spelling given
+  // must be in range and agree with the others (an edited one must not be silently overridden).
+  const nlohmann::json none = nlohmann::json::object();
+  const nlohmann::json& rope = j.has("rope_parameters") && j.json()["rope_parameters"].is_object()
+                                   ? j.json()["rope_parameters"]
+                                   : none;
+  auto one_value = [&](double& field, std::initializer_list<std::pair<const nlohmann::json*, const char*>> spellings,
+                       double lo, double hi, bool lo_open) {
+    std::string first;
+    for (const auto& [obj, key] : spellings) {
+      double v = 0;
+      if (!j.get_number_between(*obj, key, v, lo, hi, lo_open)) continue;
+      const std::string name = obj == &rope ? std::string("rope_parameters.") + key : key;
+      j.require(first.empty() || v == field, "\"" + name + "\" = " + json_excerpt((*obj)[key]) + " disagrees with \"" +
+                                                 first + "\" = " + std::to_string(field));
+      if (first.empty()) first = name;
+      field = v;
+    }
+  };
+  const nlohmann::json& top = j.json();
+  one_value(c.rotary_pct, {{&top, "rotary_pct"}, {&top, "partial_rotary_factor"}, {&rope, "partial_rotary_factor"}}, 0,
+            1, /*lo_open=*/false);
+  one_value(c.rotary_emb_base, {{&top, "rotary_emb_base"}, {&top, "rope_theta"}, {&rope, "rope_theta"}}, 0, 1e12,
+            /*lo_open=*/true);
+  j.get_number_between("layer_norm_eps", c.layer_norm_eps, 0, 1, /*lo_open=*/true);
   j.get_bool("use_parallel_residual", c.use_parallel_residual);
   j.get_bool("attention_bias", c.attention_bias);
   j.get_bool("tie_word_embeddings", c.tie_word_embeddings);
   if (j.has("hidden_act")) {
     j.require(j.json()["hidden_act"] == "gelu",
-              "hidden_act " + j.json()["hidden_act"].dump() + " is not supported (\"gelu\" only)");
+              "hidden_act " + json_excerpt(j.json()["hidden_act"]) + " is not supported (\"gelu\" only)");
   }
   j.require(c.hidden_size % c.num_attention_heads == 0, "hidden_size " + std::to_string(c.hidden_size) +
                                                             " must be divisible by num_attention_heads " +

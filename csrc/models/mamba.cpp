@@ -2,6 +2,7 @@
 
 #include "core/cast_cache.h"
 #include "models/checkpoint.h"
+#include "core/json_parse.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
 #include "models/lora_adapter.h"
@@ -14,6 +15,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -28,7 +30,7 @@ MambaConfig MambaConfig::from_json_file(const std::string& path) {
 MambaConfig MambaConfig::from_json(const nlohmann::json& json, const std::string& path) {
   const ConfigJson j(json, path, "mamba");
   if (j.has("model_type")) {
-    j.require(json["model_type"] == "mamba", "model_type is " + json["model_type"].dump() + "; expected \"mamba\"");
+    j.require(json["model_type"] == "mamba", "model_type is " + json_excerpt(json["model_type"]) + "; expected \"mamba\"");
   }
   MambaConfig c;  // absent keys keep HF MambaConfig's defaults (configuration_mamba.py)
   j.get_positive_int("vocab_size", c.vocab_size);
@@ -37,9 +39,9 @@ MambaConfig MambaConfig::from_json(const nlohmann::json& json, const std::string
   j.get_positive_int("num_hidden_layers", c.num_hidden_layers);
   j.get_positive_int("conv_kernel", c.conv_kernel);
   double expand = 2;
-  if (j.get_number("expand", expand)) j.require(expand > 0, "\"expand\" must be positive");
+  j.get_number_between("expand", expand, 0, 16, /*lo_open=*/true);
   if (!j.get_positive_int("intermediate_size", c.intermediate_size))
-    c.intermediate_size = int64_t(expand * c.hidden_size);
+    c.intermediate_size = std::max<int64_t>(1, int64_t(expand * double(c.hidden_size)));
   if (j.has("time_step_rank") && j.json()["time_step_rank"].is_string()) {
     j.require(j.json()["time_step_rank"] == "auto", "\"time_step_rank\" must be an integer or \"auto\"");
     c.time_step_rank = (c.hidden_size + 15) / 16;
@@ -50,7 +52,7 @@ MambaConfig MambaConfig::from_json(const nlohmann::json& json, const std::string
   j.get_bool("use_conv_bias", c.use_conv_bias);
   j.get_bool("tie_word_embeddings", c.tie_word_embeddings);
   j.get_bool("residual_in_fp32", c.residual_in_fp32);
-  j.get_number("layer_norm_epsilon", c.layer_norm_epsilon);
+  j.get_number_between("layer_norm_epsilon", c.layer_norm_epsilon, 0, 1, /*lo_open=*/true);
   for (auto [key, field] : {std::pair{"pad_token_id", &c.pad_token_id},
                             {"bos_token_id", &c.bos_token_id},
                             {"eos_token_id", &c.eos_token_id}}) {

@@ -1,6 +1,7 @@
 #include "models/mamba2.h"
 
 #include "models/checkpoint.h"
+#include "core/json_parse.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
 #include "models/lora_adapter.h"
@@ -22,7 +23,7 @@ namespace nn = torch::nn;
 Mamba2Config Mamba2Config::from_json(const nlohmann::json& json, const std::string& path) {
   const ConfigJson j(json, path, "mamba2");
   if (j.has("model_type")) {
-    j.require(json["model_type"] == "mamba2", "model_type is " + json["model_type"].dump() + "; expected \"mamba2\"");
+    j.require(json["model_type"] == "mamba2", "model_type is " + json_excerpt(json["model_type"]) + "; expected \"mamba2\"");
   }
   Mamba2Config c;
   // HF's class defaults describe Codestral-7B: the geometry must be spelled out.
@@ -42,14 +43,16 @@ Mamba2Config Mamba2Config::from_json(const nlohmann::json& json, const std::stri
   j.get_bool("use_conv_bias", c.use_conv_bias);
   j.get_bool("tie_word_embeddings", c.tie_word_embeddings);
   j.get_bool("residual_in_fp32", c.residual_in_fp32);
-  j.get_number("layer_norm_epsilon", c.layer_norm_epsilon);
-  j.get_number("time_step_min", c.time_step_min);
-  j.get_number("time_step_max", c.time_step_max);
-  j.get_number("time_step_floor", c.time_step_floor);
+  j.get_number_between("layer_norm_epsilon", c.layer_norm_epsilon, 0, 1, /*lo_open=*/true);
+  j.get_number_between("time_step_min", c.time_step_min, 0, 1e3, /*lo_open=*/true);
+  j.get_number_between("time_step_max", c.time_step_max, 0, 1e3, /*lo_open=*/true);
+  j.get_number_between("time_step_floor", c.time_step_floor, 0, 1e3, /*lo_open=*/false);
+  j.require(c.time_step_min <= c.time_step_max, "time_step_min must not exceed time_step_max");
   if (j.has("time_step_limit")) {
     const auto& lim = json["time_step_limit"];
-    j.require(lim.is_array() && lim.size() == 2 && lim[0].is_number() && lim[1].is_number() && lim[0] <= lim[1],
-              "\"time_step_limit\" must be [min, max] with min <= max; got " + lim.dump());
+    j.require(lim.is_array() && lim.size() == 2 && lim[0].is_number() && lim[1].is_number() && lim[0] <= lim[1] &&
+                  !std::isnan(lim[0].get<double>()) && !std::isnan(lim[1].get<double>()) && lim[0].get<double>() >= 0,
+              "\"time_step_limit\" must be [min, max] with 0 <= min <= max; got " + json_excerpt(lim));
     c.dt_limit_min = lim[0].get<double>();
     c.dt_limit_max = lim[1].get<double>();
   }
@@ -57,7 +60,7 @@ Mamba2Config Mamba2Config::from_json(const nlohmann::json& json, const std::stri
     j.require(json["norm_before_gate"] == false, "\"norm_before_gate\": true is not supported (HF gates first)");
   }
   if (j.has("hidden_act")) {
-    j.require(json["hidden_act"] == "silu", "hidden_act " + json["hidden_act"].dump() + " is not supported");
+    j.require(json["hidden_act"] == "silu", "hidden_act " + json_excerpt(json["hidden_act"]) + " is not supported");
   }
   j.require(c.num_heads % c.n_groups == 0, "num_heads " + std::to_string(c.num_heads) +
                                                " must be divisible by n_groups " + std::to_string(c.n_groups));

@@ -4,6 +4,7 @@
 #include "models/mamba.h"
 #include "models/mamba2.h"
 #include "models/original_layout.h"
+#include "tokenizer/byte_tokenizer.h"
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -57,6 +58,15 @@ std::string pythia_config(int64_t d, int64_t layers, int64_t heads, int64_t voca
       .dump();
 }
 
+// The byte tokenizer's BOS/EOS (<|endoftext|>) and, where the family's config has one, its padding id.
+std::string with_byte_specials(const std::string& config, bool has_pad) {
+  nlohmann::json j = nlohmann::json::parse(config);
+  j["bos_token_id"] = ByteTokenizer::kEndOfText;
+  j["eos_token_id"] = ByteTokenizer::kEndOfText;
+  if (has_pad) j["pad_token_id"] = ByteTokenizer::kPadding;
+  return j.dump();
+}
+
 std::vector<PresetInfo> make_presets() {
   std::vector<PresetInfo> p;
   for (const Geometry& g : {Geometry{"130m", 768, 24, 0}, {"370m", 1024, 48, 0}, {"790m", 1536, 48, 0},
@@ -71,10 +81,11 @@ std::vector<PresetInfo> make_presets() {
                             {"1.4b", 2048, 24, 16}, {"2.8b", 2560, 32, 32}}) {
     p.push_back({std::string("pythia-") + g.name, "gpt_neox", pythia_config(g.hidden, g.layers, g.heads, 50304)});
   }
-  // Tiny: a byte-level vocabulary (258 ids, padded to 272) and about 0.2M parameters each.
-  p.push_back({"mamba-tiny", "mamba", mamba_config(64, 4, 272)});
-  p.push_back({"mamba2-tiny", "mamba2", mamba2_config(64, 4, 272, 16, 32)});
-  p.push_back({"pythia-tiny", "gpt_neox", pythia_config(64, 2, 4, 272)});
+  // Tiny: a byte-level vocabulary (258 ids, padded to 272) and about 0.2M parameters each; config.json
+  // names the byte tokenizer's specials, so HF generate on a saved tiny model stops at its EOS.
+  p.push_back({"mamba-tiny", "mamba", with_byte_specials(mamba_config(64, 4, 272), true)});
+  p.push_back({"mamba2-tiny", "mamba2", with_byte_specials(mamba2_config(64, 4, 272, 16, 32), true)});
+  p.push_back({"pythia-tiny", "gpt_neox", with_byte_specials(pythia_config(64, 2, 4, 272), false)});
   return p;
 }
 

@@ -1,6 +1,7 @@
 #include "peft/lora.h"
 
-#include "core/atomic_file.h"
+#include "core/file_io.h"
+#include "core/json_parse.h"
 
 #include "io/safetensors.h"
 #include "models/lora_adapter.h"
@@ -123,9 +124,6 @@ std::pair<std::string, std::string> state_keys(const std::string& path, bool emb
                    : std::pair{p + ".lora_A.weight", p + ".lora_B.weight"};
 }
 
-void write_text_atomically(const fs::path& path, const std::string& text) {
-  write_file_atomically(path.string(), text, "save_peft_adapter");
-}
 }  // namespace
 
 double LoraConfig::scale() const {
@@ -205,10 +203,10 @@ void merge_lora(CausalLM& model) {
 
 void save_peft_adapter(CausalLM& model, const std::string& dir, const std::string& base_model_name) {
   const LoraConfig c = attached_lora_config(model);
-  fs::create_directories(dir);
+  AtomicDir folder(dir, "save_peft_adapter");
   std::map<std::string, at::Tensor> tensors;
   for (const auto& [name, t] : lora_state_dict(model)) tensors[name] = t.detach().to(at::kCPU).contiguous();
-  io::save_safetensors((fs::path(dir) / kWeightsName).string(), tensors, {{"format", "pt"}});
+  io::save_safetensors((fs::path(folder.path_to_fill()) / kWeightsName).string(), tensors, {{"format", "pt"}});
   nlohmann::json j;  // an object with sorted keys, as peft's json.dumps(..., sort_keys=True)
   j["peft_type"] = "LORA";
   j["task_type"] = "CAUSAL_LM";
@@ -230,7 +228,9 @@ void save_peft_adapter(CausalLM& model, const std::string& dir, const std::strin
   j["alpha_pattern"] = nlohmann::json::object();
   j["revision"] = nullptr;
   j["peft_version"] = kPeftVersion;
-  write_text_atomically(fs::path(dir) / kConfigName, j.dump(2) + "\n");
+  write_file_atomically((fs::path(folder.path_to_fill()) / kConfigName).string(), j.dump(2) + "\n",
+                        "save_peft_adapter");
+  folder.commit();
 }
 
 LoraConfig load_peft_adapter(CausalLM& model, const std::string& dir) {
@@ -240,10 +240,9 @@ LoraConfig load_peft_adapter(CausalLM& model, const std::string& dir) {
               " not found (only safetensors adapters are read; re-save with safe_serialization=True)");
   nlohmann::json j;
   try {
-    std::ifstream in(cfg_path);
-    j = nlohmann::json::parse(in);
+    j = load_json_file(cfg_path.string());
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, "load_peft_adapter: ", cfg_path.string(), " is not valid JSON: ", e.what());
+    TORCH_CHECK(false, "load_peft_adapter: ", e.what());
   }
   const std::string where = cfg_path.string();
   auto field = [&](const char* key) -> const nlohmann::json& {
@@ -252,7 +251,7 @@ LoraConfig load_peft_adapter(CausalLM& model, const std::string& dir) {
   };
   auto absent_or = [&](const char* key, const nlohmann::json& ok, const char* why) {
     TORCH_CHECK(!j.contains(key) || j[key].is_null() || j[key] == ok, "load_peft_adapter: ", where, ": \"", key,
-                "\" = ", j.contains(key) ? j[key].dump() : "", " is not supported (", why, ")");
+                "\" = ", j.contains(key) ? json_excerpt(j[key]) : "", " is not supported (", why, ")");
   };
   TORCH_CHECK(field("peft_type") == "LORA", "load_peft_adapter: ", where, ": peft_type is ", j["peft_type"].dump(),
               "; only LORA adapters are supported");

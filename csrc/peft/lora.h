@@ -53,8 +53,9 @@ LoraConfig attached_lora_config(models::CausalLM& model);
 // first when the embedding is adapted (the head must keep reading E0, as in the unmerged model).
 void merge_lora(models::CausalLM& model);
 
-// Writes dir/adapter_config.json and dir/adapter_model.safetensors (each via a temporary file and a
-// rename) that HF peft's PeftModel.from_pretrained loads.
+// Writes dir/adapter_config.json and dir/adapter_model.safetensors, which HF peft's
+// PeftModel.from_pretrained loads, as one folder put in place whole (core/file_io.h AtomicDir: an existing
+// `dir` is replaced, never left half old, half new).
 void save_peft_adapter(models::CausalLM& model, const std::string& dir, const std::string& base_model_name = "");
 
 // Reads a peft LoRA folder (adapter_model.safetensors, fp32/fp16/bf16) and attaches its adapters to

@@ -3,6 +3,7 @@
 #include "recipe/recipe.h"
 
 #include "recipe/recipe_keys.h"
+#include "recipe/yaml_load.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -63,16 +64,6 @@ struct Context {
 
 [[noreturn]] void fail_top(const std::string& source, const std::string& problem) {
   throw std::runtime_error(source + ": " + problem);
-}
-
-YAML::Node load_yaml(const std::string& text, const std::string& source, const std::string& what = "malformed YAML") {
-  try {
-    return YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    if (e.mark.is_null()) fail_top(source, what + ": " + e.msg);
-    fail_top(source, what + " at line " + std::to_string(e.mark.line + 1) + ", column " +
-                         std::to_string(e.mark.column + 1) + ": " + e.msg);
-  }
 }
 
 // Lines of the keys under `node`; a key written twice in one mapping is an error (yaml-cpp keeps one).

@@ -17,6 +17,15 @@ std::function<FieldPtr(Recipe&)> at(S Recipe::*section, T S::*member) {
   return [section, member](Recipe& r) -> FieldPtr { return &((r.*section).*member); };
 }
 
+// ---- bounds ---------------------------------------------------------------------------------------------
+// Far above any real run, low enough that a typo fails here naming the key, not as an allocation of
+// terabytes (what the job needs within these bounds is checked against memory before allocating).
+constexpr double kMaxTokens = 1 << 20;       // per sequence
+constexpr double kMaxBatch = 65536;          // sequences per batch
+constexpr double kMaxRank = 65536;           // LoRA rank
+constexpr double kMaxSteps = 1e12;           // optimizer steps
+constexpr double kMaxCount = 1 << 20;        // accumulation steps, eval batches
+
 // ---- checks --------------------------------------------------------------------------------------------
 double as_number(const FieldPtr& f) {
   if (auto p = std::get_if<int64_t*>(&f)) return static_cast<double>(**p);
@@ -165,7 +174,7 @@ const std::vector<KeyInfo>& recipe_keys() {
       {"data.max_length",
        "Tokens per training sequence; longer records are truncated.",
        at(&R::data, &DataSection::max_length),
-       {ge(8)}},
+       {ge(8), le(kMaxTokens)}},
       {"data.packing", "Pack several records into each sequence instead of padding each one.",
        at(&R::data, &DataSection::packing)},
       {"data.response_only_loss", "Compute the loss on response tokens only (the prompt is masked).",
@@ -185,7 +194,7 @@ const std::vector<KeyInfo>& recipe_keys() {
        "weights except those matching `freeze`.",
        at(&R::peft, &PeftSection::method),
        {one_of({"lora", "full"})}},
-      {"peft.rank", "LoRA rank r.", at(&R::peft, &PeftSection::rank), {gt(0)}},
+      {"peft.rank", "LoRA rank r.", at(&R::peft, &PeftSection::rank), {gt(0), le(kMaxRank)}},
       {"peft.alpha",
        "LoRA alpha; the update is scaled by alpha/r (alpha/sqrt(r) with `use_rslora`).",
        at(&R::peft, &PeftSection::alpha),
@@ -256,12 +265,14 @@ const std::vector<KeyInfo>& recipe_keys() {
        at(&R::schedule, &ScheduleSection::min_lr_ratio),
        {ge(0), le(1)}},
 
-      {"trainer.max_steps", "Optimizer steps to run.", at(&R::trainer, &TrainerSection::max_steps), {gt(0)}},
-      {"trainer.batch_size", "Sequences per micro-batch.", at(&R::trainer, &TrainerSection::batch_size), {gt(0)}},
+      {"trainer.max_steps", "Optimizer steps to run.", at(&R::trainer, &TrainerSection::max_steps),
+       {gt(0), le(kMaxSteps)}},
+      {"trainer.batch_size", "Sequences per micro-batch.", at(&R::trainer, &TrainerSection::batch_size),
+       {gt(0), le(kMaxBatch)}},
       {"trainer.grad_accum",
        "Micro-batches accumulated per optimizer step.",
        at(&R::trainer, &TrainerSection::grad_accum),
-       {gt(0)}},
+       {gt(0), le(kMaxCount)}},
       {"trainer.eval_every",
        "Evaluate on the validation set every this many steps; 0: never.",
        at(&R::trainer, &TrainerSection::eval_every),
@@ -269,7 +280,7 @@ const std::vector<KeyInfo>& recipe_keys() {
       {"trainer.eval_batches",
        "Validation batches per evaluation.",
        at(&R::trainer, &TrainerSection::eval_batches),
-       {gt(0)}},
+       {gt(0), le(kMaxCount)}},
       {"trainer.save_every",
        "Write a checkpoint every this many steps; 0: only at the end.",
        at(&R::trainer, &TrainerSection::save_every),
@@ -318,9 +329,10 @@ const std::vector<KeyInfo>& recipe_keys() {
        at(&R::eval, &EvalSection::seeds), {all_non_negative_integers()}},
       {"eval.limit", "Score only the first N documents of each task; -1: all.", at(&R::eval, &EvalSection::limit),
        {ge(-1)}},
-      {"eval.batch_size", "Sequences per forward pass.", at(&R::eval, &EvalSection::batch_size), {gt(0)}},
+      {"eval.batch_size", "Sequences per forward pass.", at(&R::eval, &EvalSection::batch_size),
+       {gt(0), le(kMaxBatch)}},
       {"eval.max_length", "Longest model input in tokens (longer inputs keep their last tokens), as lm-eval.",
-       at(&R::eval, &EvalSection::max_length), {gt(0)}},
+       at(&R::eval, &EvalSection::max_length), {gt(0), le(kMaxTokens)}},
       {"eval.model", "Model to evaluate (HF folder or preset:NAME); empty: the trained one (see the section).",
        at(&R::eval, &EvalSection::model)},
       {"eval.adapter", "PEFT adapter folder applied before evaluation; empty: `output.dir`/adapter when it exists.",

@@ -2,10 +2,12 @@
 #include "recipe/sweep_spec.h"
 
 #include "recipe/recipe_keys.h"
+#include "recipe/yaml_load.h"
 
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -65,12 +67,7 @@ std::string read_text(const std::string& path, const std::string& what) {
 }
 
 YAML::Node load(const std::string& text, const std::string& source) {
-  try {
-    return YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error(source + ": line " + std::to_string(e.mark.line + 1) + ", column " +
-                             std::to_string(e.mark.column + 1) + ": malformed YAML: " + e.msg);
-  }
+  return load_yaml(text, source);
 }
 
 std::string label_text(std::string s) {
@@ -354,6 +351,20 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source, c
   if (root["prepare"] && !root["prepare"].IsNull())
     recipe_text(root["prepare"], "prepare", source, spec.prepare_yaml, spec.prepare_source);
 
+  // The product of the axes before any point is made: every point is a training run.
+  double count = 1;
+  std::string sizes;
+  for (const auto& a : spec.axes) {
+    count *= double(a.values.size());
+    sizes += (sizes.empty() ? "" : " x ") + std::to_string(a.values.size());
+  }
+  if (count > double(kMaxSweepPoints)) {
+    char total[32];
+    std::snprintf(total, sizeof total, "%.0f", count);
+    fail(source, "sweep.axes",
+         "the axes make " + sizes + " = " + total + " points; at most " + std::to_string(kMaxSweepPoints) +
+             " (each point is a training run)");
+  }
   // Validate every point, then the prepare runs (each axis value was checked on its own above).
   std::set<std::string> ids;
   for (const auto& p : sweep_points(spec)) {

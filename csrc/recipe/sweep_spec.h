@@ -24,6 +24,9 @@
 
 namespace mft::recipe {
 
+// Points a sweep may have (the product of its axes' sizes): each is a training run.
+constexpr int64_t kMaxSweepPoints = 10000;
+
 struct AxisValue {
   std::string label;                   // as shown in ids and tables ("bf16", "mamba")
   std::vector<std::string> overrides;  // key.path=value applied to the base recipe

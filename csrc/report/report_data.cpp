@@ -1,6 +1,8 @@
 // JSON and JSONL readers with errors that name the file, tolerant field access, dates and durations.
 #include "report/report_data.h"
 
+#include "core/json_parse.h"
+
 #include <fmt/format.h>
 
 #include <sys/stat.h>
@@ -20,9 +22,9 @@ nlohmann::json read_json(const std::filesystem::path& path) {
   std::stringstream text;
   text << in.rdbuf();
   try {
-    return nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw std::runtime_error(fmt::format("report: {} is not valid JSON: {}", path.string(), e.what()));
+    return parse_json(text.str());
+  } catch (const JsonError& e) {
+    throw std::runtime_error(fmt::format("report: {}: {}", path.string(), e.what()));
   }
 }
 
@@ -38,7 +40,7 @@ std::string str(const nlohmann::json& j, const std::string& key, const std::stri
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
   if (it->is_string()) return it->get<std::string>();
-  return it->dump();
+  return it->dump();  // depth-limited when parsed
 }
 
 TrainingLog read_training_log(const std::filesystem::path& path) {
@@ -50,9 +52,9 @@ TrainingLog read_training_log(const std::filesystem::path& path) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw std::runtime_error(fmt::format("report: {}:{} is not valid JSON: {}", path.string(), line_no, e.what()));
+      j = parse_json(line);
+    } catch (const JsonError& e) {
+      throw std::runtime_error(fmt::format("report: {}:{}: {}", path.string(), line_no, e.what()));
     }
     const double step = num(j, "step");
     log.step.push_back(step);

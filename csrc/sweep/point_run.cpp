@@ -1,7 +1,8 @@
 // One sweep point (point_run.h): [skip | resume | start over] -> train -> evaluate -> point.json.
 #include "sweep/point_run.h"
 
-#include "core/atomic_file.h"
+#include "core/file_io.h"
+#include "core/json_parse.h"
 #include "eval/evaluator.h"
 #include "models/registry.h"
 #include "peft/lora.h"
@@ -37,7 +38,7 @@ double max_memory_per_token(const std::string& dir) {
   double best = 0;
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
-    const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const json j = try_parse_json(line);
     if (j.is_object()) best = std::max(best, j.value("memory_per_token_kb", 0.0));
   }
   return best;
@@ -72,9 +73,7 @@ void write_text_atomic(const std::string& path, const std::string& text) {
 }
 
 json read_point_record(const std::string& point_dir) {
-  std::ifstream in(fs::path(point_dir) / "point.json");
-  if (!in) return nullptr;
-  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const json j = try_load_json_file((fs::path(point_dir) / "point.json").string());
   return j.is_discarded() ? json() : j;
 }
 

@@ -1,6 +1,7 @@
 // `mamba-ft sweep` end to end (run_sweep.h).
 #include "sweep/run_sweep.h"
 
+#include "core/json_parse.h"
 #include "sweep/aggregate.h"
 #include "sweep/point_run.h"
 #include "sweep/stability_stage.h"
@@ -20,9 +21,7 @@ const std::vector<std::string> kTables = {"divergence", "icl", "lora_spread", "t
 const char* kPreparedMarker = "prepared.json";  // in a prepare run's output folder once it finished
 
 json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return nullptr;
-  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const json j = try_load_json_file(path.string());
   return j.is_discarded() ? json() : j;
 }
 

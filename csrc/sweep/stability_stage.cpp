@@ -2,6 +2,7 @@
 #include "sweep/stability_stage.h"
 
 #include "analysis/lyapunov.h"
+#include "core/json_parse.h"
 #include "analysis/perturbation.h"
 #include "analysis/precision.h"
 #include "sweep/point_run.h"
@@ -57,9 +58,8 @@ const PointOutcome* analysed_point(const recipe::SweepSpec& spec, const std::vec
 // Runs `compute` unless `path` holds a result with the same settings; returns path relative to the sweep.
 template <typename F>
 std::string cached(const recipe::SweepSpec& spec, const fs::path& path, const json& settings, F compute) {
-  std::ifstream in(path);
-  if (in) {
-    const json old = json::parse(in, nullptr, false);
+  {
+    const json old = try_load_json_file(path.string());
     if (old.is_object() && old.value("settings", json()) == settings) return fs::relative(path, spec.output_dir).string();
   }
   json j = compute();

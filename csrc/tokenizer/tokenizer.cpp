@@ -1,12 +1,14 @@
 // load_tokenizer: finds tokenizer.json, loads it, and sets BOS/EOS (which tokenizer.json does not hold).
 #include "tokenizer/tokenizer.h"
 
+#include "core/json_parse.h"
 #include "tokenizer/bpe_tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace mft {
@@ -23,7 +25,7 @@ std::optional<std::string> config_token(const json& config, const char* key, con
   const json& v = config[key];
   if (v.is_string()) return v.get<std::string>();
   if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
-  throw std::runtime_error(file + ": " + key + " must be a string or {\"content\": string}; got " + v.dump());
+  throw std::runtime_error(file + ": " + key + " must be a string or {\"content\": string}; got " + json_excerpt(v));
 }
 
 // Ids of the BOS/EOS named by tokenizer_config.json in `dir`, else the conventional <|endoftext|>.
@@ -31,12 +33,14 @@ void set_bos_eos(BpeTokenizer& t, const fs::path& dir) {
   std::optional<std::string> bos, eos;
   const fs::path config_path = dir / "tokenizer_config.json";
   if (fs::exists(config_path)) {
-    std::ifstream in(config_path);
+    std::ifstream in(config_path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
     json config;
     try {
-      config = json::parse(in);
-    } catch (const json::parse_error& e) {
-      throw std::runtime_error(config_path.string() + ": not valid JSON: " + e.what());
+      config = parse_json(text.str());
+    } catch (const JsonError& e) {
+      throw std::runtime_error(config_path.string() + ": " + e.what());
     }
     bos = config_token(config, "bos_token", config_path.string());
     eos = config_token(config, "eos_token", config_path.string());

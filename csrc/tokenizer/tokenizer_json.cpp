@@ -1,5 +1,6 @@
 #include "tokenizer/tokenizer_json.h"
 
+#include "core/json_parse.h"
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
@@ -19,9 +20,7 @@ constexpr int64_t kMaxTokenId = int64_t(1) << 24;
 constexpr size_t kMaxShownChars = 60;
 
 std::string shown(const json& v) {
-  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (s.size() > kMaxShownChars) s = s.substr(0, kMaxShownChars) + "...";
-  return s;
+  return json_excerpt(v, kMaxShownChars);
 }
 
 // Errors of one file: "<path>: <field> <problem>".
@@ -75,9 +74,9 @@ json parse_file(const std::string& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   try {
-    return json::parse(buffer.str());
-  } catch (const json::parse_error& e) {
-    throw std::runtime_error(path + ": not valid JSON: " + e.what());
+    return parse_json(buffer.str());
+  } catch (const JsonError& e) {
+    throw std::runtime_error(path + ": " + e.what());
   }
 }
 

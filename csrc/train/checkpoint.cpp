@@ -1,5 +1,7 @@
 #include "train/checkpoint.h"
 
+#include "core/file_io.h"
+#include "core/manifest.h"
 #include "io/safetensors.h"
 
 #include <ATen/ATen.h>
@@ -38,13 +40,17 @@ void save_checkpoint(const std::string& output_dir, torch::nn::Module& model, to
                      const TrainerState& state, int64_t keep_last) {
   char name[32];
   std::snprintf(name, sizeof(name), "step-%08lld", static_cast<long long>(state.step));
-  const fs::path final_dir = fs::path(output_dir) / "checkpoints" / name;
-  const fs::path tmp = final_dir.string() + ".tmp";
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  const fs::path root = fs::path(output_dir) / "checkpoints";
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  TORCH_CHECK(!ec, "train: cannot create ", root.string(), ": ", io_error_text(ec.value()));
+  remove_stale_temporaries(root.string());
+  AtomicDir folder((root / name).string(), "train");
+  const fs::path tmp = folder.path_to_fill();
+  Manifest manifest;
   std::map<std::string, at::Tensor> params;
   for (const auto& [k, v] : trainable(model)) params[k] = v.detach().to(at::kFloat).contiguous();
-  io::save_safetensors((tmp / "params.safetensors").string(), params);
+  manifest["params.safetensors"] = io::save_safetensors((tmp / "params.safetensors").string(), params);
   torch::serialize::OutputArchive archive;
   torch::serialize::OutputArchive opt_archive;
   opt.save(opt_archive);
@@ -56,17 +62,44 @@ void save_checkpoint(const std::string& output_dir, torch::nn::Module& model, to
   archive.write("scaler_scale", c10::IValue(state.scaler.scale));
   archive.write("scaler_good_steps", c10::IValue(state.scaler.good_steps));
   archive.write("scaler_skipped", c10::IValue(state.scaler.skipped_steps));
-  archive.save_to((tmp / "trainer_state.pt").string());
-  fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
+  {
+    // LibTorch's writer must not see an exception (it would terminate in its destructor): the file
+    // keeps the first error and commit() throws it.
+    AtomicFile state_file((tmp / "trainer_state.pt").string(), "train");
+    archive.save_to([&](const void* data, size_t n) { return state_file.write_deferred(data, n); });
+    state_file.commit();
+    manifest["trainer_state.pt"] = state_file.digest();
+  }
+  write_manifest(tmp.string(), manifest, "train");  // last: a folder with a manifest is whole
+  folder.commit();
   auto all = complete_checkpoints(output_dir);
-  for (size_t i = 0; keep_last > 0 && i + size_t(keep_last) < all.size(); ++i) fs::remove_all(all[i]);
+  for (size_t i = 0; keep_last > 0 && i + size_t(keep_last) < all.size(); ++i) fs::remove_all(all[i], ec);
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& output_dir) {
   const auto all = complete_checkpoints(output_dir);
   if (all.empty()) return std::nullopt;
   return all.back().string();
+}
+
+std::optional<std::string> latest_intact_checkpoint(const std::string& output_dir,
+                                                    const std::function<void(const std::string&)>& warn) {
+  const auto all = complete_checkpoints(output_dir);
+  if (all.empty()) return std::nullopt;
+  std::string problems;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    const std::string dir = it->string();
+    const ManifestCheck check = verify_manifest(dir);
+    if (check.status == ManifestCheck::Status::kOk) return dir;
+    if (check.status == ManifestCheck::Status::kAbsent) {
+      if (warn) warn("checkpoint " + dir + " is not verified: " + check.problem);
+      return dir;
+    }
+    if (warn) warn("checkpoint " + dir + " is damaged (" + check.problem + "); trying an older one");
+    problems += (problems.empty() ? "" : "; ") + it->filename().string() + ": " + check.problem;
+  }
+  TORCH_CHECK(false, "train: no intact checkpoint to resume from in ", (fs::path(output_dir) / "checkpoints").string(),
+              " (", problems, "); start again with output.overwrite=true");
 }
 
 TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& opt) {

@@ -1,9 +1,14 @@
 #include "train/metrics_log.h"
 
-#include <c10/util/Exception.h>
+#include "core/json_parse.h"
+
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
 
 namespace mft::train {
 
@@ -19,26 +24,68 @@ std::vector<std::pair<std::string, double>> tensorboard_scalars(const StepMetric
   return s;
 }
 
-MetricsLog::MetricsLog(const std::string& dir, bool append, bool tensorboard) {
+namespace {
+constexpr const char* kCsvHeader =
+    "step,loss,lr,grad_norm,loss_scale,skipped,tokens_per_s,peak_rss_mb,memory_per_token_kb,eval_loss,elapsed_s\n";
+
+// The lines of `text` for which keep(line) holds, each ending in '\n'.
+template <typename Keep>
+std::string filter_lines(const std::string& text, Keep keep) {
+  std::string out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (keep(line)) out += line + "\n";
+  }
+  return out;
+}
+
+std::string read_all(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+}  // namespace
+
+std::string metrics_csv_up_to(const std::string& text, int64_t step) {
+  bool first = true;
+  return filter_lines(text, [&](const std::string& line) {
+    if (std::exchange(first, false)) return true;  // the header
+    char* end = nullptr;
+    const long long s = std::strtoll(line.c_str(), &end, 10);
+    return end != line.c_str() && *end == ',' && s <= step;
+  });
+}
+
+std::string metrics_jsonl_up_to(const std::string& text, int64_t step) {
+  return filter_lines(text, [&](const std::string& line) {
+    const nlohmann::json j = try_parse_json(line);
+    return j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= step;
+  });
+}
+
+MetricsLog::MetricsLog(const std::string& dir, int64_t resume_step, bool tensorboard) {
   namespace fs = std::filesystem;
   const fs::path csv = fs::path(dir) / "metrics.csv", jsonl = fs::path(dir) / "metrics.jsonl";
-  const bool header = !append || !fs::exists(csv);
-  const auto mode = append ? std::ios::app : std::ios::trunc;
-  csv_.open(csv, std::ios::out | mode);
-  jsonl_.open(jsonl, std::ios::out | mode);
-  TORCH_CHECK(csv_ && jsonl_, "train: cannot write metrics in ", dir);
-  if (header) {
-    csv_ << "step,loss,lr,grad_norm,loss_scale,skipped,tokens_per_s,peak_rss_mb,memory_per_token_kb,eval_loss,"
-            "elapsed_s\n";
+  const bool resume = resume_step >= 0 && fs::exists(csv);
+  if (resume) {  // rows of steps after the checkpoint are trained again: drop them
+    write_file_atomically(csv.string(), metrics_csv_up_to(read_all(csv), resume_step), "train");
+    if (fs::exists(jsonl)) {
+      write_file_atomically(jsonl.string(), metrics_jsonl_up_to(read_all(jsonl), resume_step), "train");
+    }
   }
+  csv_ = std::make_unique<AppendFile>(csv.string(), "train", !resume);
+  jsonl_ = std::make_unique<AppendFile>(jsonl.string(), "train", !resume);
+  if (!resume) csv_->append(kCsvHeader);
   if (tensorboard) tensorboard_ = std::make_unique<TensorBoardWriter>((fs::path(dir) / "tensorboard").string());
 }
 
 void MetricsLog::write(const StepMetrics& m) {
-  csv_ << m.step << ',' << m.loss << ',' << m.lr << ',' << m.grad_norm << ',' << m.loss_scale << ','
-       << int(m.skipped) << ',' << m.tokens_per_s << ',' << m.peak_rss_mb << ',' << m.memory_per_token_kb << ','
-       << (m.eval_loss >= 0 ? std::to_string(m.eval_loss) : std::string()) << ',' << m.elapsed_s << '\n';
-  csv_.flush();
+  std::ostringstream row;
+  row << m.step << ',' << m.loss << ',' << m.lr << ',' << m.grad_norm << ',' << m.loss_scale << ','
+      << int(m.skipped) << ',' << m.tokens_per_s << ',' << m.peak_rss_mb << ',' << m.memory_per_token_kb << ','
+      << (m.eval_loss >= 0 ? std::to_string(m.eval_loss) : std::string()) << ',' << m.elapsed_s << '\n';
+  csv_->append(row.str());
   nlohmann::json j{{"step", m.step},
                    {"loss", m.loss},
                    {"lr", m.lr},
@@ -50,8 +97,7 @@ void MetricsLog::write(const StepMetrics& m) {
                    {"memory_per_token_kb", m.memory_per_token_kb},
                    {"elapsed_s", m.elapsed_s}};
   if (m.eval_loss >= 0) j["eval_loss"] = m.eval_loss;
-  jsonl_ << j.dump() << '\n';
-  jsonl_.flush();
+  jsonl_->append(j.dump() + '\n');
   if (tensorboard_) tensorboard_->write_scalars(m.step, tensorboard_scalars(m));
 }
 

@@ -1,10 +1,11 @@
 #pragma once
-// Per-step training metrics appended to metrics.csv and metrics.jsonl in the output folder (flushed
-// every line, so a crash loses nothing already logged; a resumed run appends), and optionally to a
-// TensorBoard event file in <dir>/tensorboard/ (a resumed run adds a new file there).
+// Per-step training metrics appended to metrics.csv and metrics.jsonl in the output folder (one write(2)
+// per line, so a crash loses nothing already logged and a full disk is an error at once; a resumed run
+// first cuts both files back to its checkpoint's step, then appends), and optionally to a TensorBoard
+// event file in <dir>/tensorboard/ (a resumed run adds a new file there).
+#include "core/file_io.h"
 #include "train/tensorboard.h"
 
-#include <fstream>
 #include <memory>
 #include <string>
 #include <utility>
@@ -30,13 +31,18 @@ struct StepMetrics {
 // memory_per_token_kb}, and eval/loss when the step evaluated.
 std::vector<std::pair<std::string, double>> tensorboard_scalars(const StepMetrics& m);
 
+// The rows of a metrics.csv / metrics.jsonl text logged at steps <= `step` (the CSV header kept).
+std::string metrics_csv_up_to(const std::string& text, int64_t step);
+std::string metrics_jsonl_up_to(const std::string& text, int64_t step);
+
 class MetricsLog {
  public:
-  MetricsLog(const std::string& dir, bool append, bool tensorboard = false);
+  // resume_step < 0: a new run (files started afresh); else the step of the checkpoint a run resumes.
+  MetricsLog(const std::string& dir, int64_t resume_step, bool tensorboard = false);
   void write(const StepMetrics& m);
 
  private:
-  std::ofstream csv_, jsonl_;
+  std::unique_ptr<AppendFile> csv_, jsonl_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // null unless asked for
 };
 

@@ -1,5 +1,7 @@
 #include "train/tensorboard.h"
 
+#include "core/crc32c.h"
+
 #include <unistd.h>
 
 #include <array>
@@ -13,8 +15,6 @@
 namespace mft::train {
 namespace {
 
-// Reflected Castagnoli polynomial (iSCSI, ext4, TFRecord).
-constexpr uint32_t kCrc32cPoly = 0x82F63B78u;
 // TFRecord's CRC mask constant (tensorflow/core/lib/hash/crc32c.h: kMaskDelta).
 constexpr uint32_t kCrcMaskDelta = 0xa282ead8u;
 // The file_version TensorBoard expects in the first record of an event file.
@@ -22,16 +22,6 @@ constexpr const char* kFileVersion = "brain.Event:2";
 // Event files one folder may get within the same second on one host before we give up (a bug, not a run).
 constexpr int kMaxSuffix = 1000;
 
-constexpr std::array<uint32_t, 256> make_crc32c_table() {
-  std::array<uint32_t, 256> t{};
-  for (uint32_t i = 0; i < 256; ++i) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1u) ? (c >> 1) ^ kCrc32cPoly : c >> 1;
-    t[i] = c;
-  }
-  return t;
-}
-constexpr std::array<uint32_t, 256> kCrc32cTable = make_crc32c_table();
 
 // Protobuf wire types.
 constexpr uint32_t kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5;
@@ -89,14 +79,8 @@ std::string hostname() {
 
 }  // namespace
 
-uint32_t crc32c(std::string_view data) {
-  uint32_t c = 0xFFFFFFFFu;
-  for (const char ch : data) c = kCrc32cTable[(c ^ uint8_t(ch)) & 0xFFu] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
 uint32_t masked_crc32c(std::string_view data) {
-  const uint32_t c = crc32c(data);
+  const uint32_t c = mft::crc32c(data.data(), data.size());
   return ((c >> 15) | (c << 17)) + kCrcMaskDelta;
 }
 

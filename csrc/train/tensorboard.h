@@ -15,10 +15,7 @@
 
 namespace mft::train {
 
-// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as TFRecord uses: crc32c("123456789") = 0xE3069283.
-uint32_t crc32c(std::string_view data);
-
-// TFRecord's masked CRC: ((crc >> 15) | (crc << 17)) + 0xa282ead8 (a CRC of data holding CRCs is weak).
+// TFRecord's masked CRC of core/crc32c.h's CRC-32C: ((crc >> 15) | (crc << 17)) + 0xa282ead8 (a CRC of data holding CRCs is weak).
 uint32_t masked_crc32c(std::string_view data);
 
 // One TFRecord: header, data, footer.

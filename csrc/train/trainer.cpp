@@ -1,7 +1,9 @@
 // One training run, top to bottom. See trainer.h for the outline.
 #include "train/trainer.h"
 
-#include "core/atomic_file.h"
+#include "core/file_io.h"
+#include "core/output_lock.h"
+#include "core/json_parse.h"
 #include "core/cast_cache.h"
 #include "core/memory.h"
 #include "data/batch.h"
@@ -21,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -48,16 +51,39 @@ void write_train_result(const TrainResult& t) {
   write_file_atomically(fs::path(t.output_dir) / "result.json", j.dump(1) + "\n");
 }
 
-// The output folder: new (or empty), or an existing run when resuming (or overwrite, which clears it).
+// The output folder (locked by this run): new (or empty), or an existing run when resuming (or overwrite,
+// which clears it). Temporaries of killed runs are removed.
 bool prepare_output(const recipe::OutputSection& o) {
-  TORCH_CHECK(!o.dir.empty(), "train: output.dir must be set");
-  const bool exists = fs::exists(o.dir) && !fs::is_empty(o.dir);
-  if (exists && o.resume) return true;
-  TORCH_CHECK(!exists || o.overwrite, "train: output folder ", o.dir,
+  bool has_content = false;
+  for (const auto& e : fs::directory_iterator(o.dir)) has_content |= e.path().filename() != kLockFileName;
+  if (has_content && o.resume) {
+    for (const char* sub : {"", "checkpoints"}) remove_stale_temporaries((fs::path(o.dir) / sub).string());
+    return true;
+  }
+  TORCH_CHECK(!has_content || o.overwrite, "train: output folder ", o.dir,
               " already exists; set output.resume=true to continue it or output.overwrite=true to replace it");
-  if (exists) fs::remove_all(o.dir);
-  fs::create_directories(o.dir);
+  for (const auto& e : fs::directory_iterator(o.dir)) {
+    if (e.path().filename() != kLockFileName) fs::remove_all(e.path());
+  }
   return false;
+}
+
+// A resumed run that already reached max_steps and wrote its outputs: its result, else nullopt.
+std::optional<TrainResult> finished_run(const recipe::Recipe& r) {
+  if (!fs::exists(fs::path(r.output.dir) / "result.json")) return std::nullopt;
+  const TrainResult done = read_train_result(r.output.dir);
+  if (done.interrupted || done.steps < r.trainer.max_steps || done.final_dir.empty() || !fs::exists(done.final_dir))
+    return std::nullopt;
+  return done;
+}
+
+// Throws unless every trainable parameter is finite (before outputs are written from them).
+void check_finite_weights(const std::vector<at::Tensor>& params, const std::string& when) {
+  at::NoGradGuard no_grad;
+  for (const auto& p : params) {
+    TORCH_CHECK(at::isfinite(p).all().item<bool>(), "train: the weights hold NaN or Inf ", when,
+                "; no model or adapter was written (lower optimizer.lr, or use precision.dtype=bf16 instead of fp16)");
+  }
 }
 
 // Trainable parameters: LoRA adapters only, or everything except the `freeze` patterns.
@@ -125,7 +151,17 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
   } clear_cast_cache_at_exit;
   TrainResult result;
   result.output_dir = r.output.dir;
+  TORCH_CHECK(!r.output.dir.empty(), "train: output.dir must be set");
+  const OutputLock lock(r.output.dir, "train", say);  // held to the end of the run
   const bool resuming = prepare_output(r.output);
+  if (resuming) {
+    if (std::optional<TrainResult> done = finished_run(r)) {
+      say("run in " + r.output.dir + " already finished (" + std::to_string(done->steps) +
+          " steps); nothing to do (raise trainer.max_steps to train on)");
+      done->already_finished = true;
+      return *done;
+    }
+  }
   write_file_atomically(fs::path(r.output.dir) / "recipe.yaml", recipe::to_yaml(r));
   at::manual_seed(r.trainer.seed);
   if (r.trainer.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
@@ -181,7 +217,7 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
   state.scaler.backoff_factor = r.precision.backoff_factor;
   state.scaler.growth_interval = r.precision.growth_interval;
   if (resuming) {
-    const auto last = latest_checkpoint(r.output.dir);
+    const auto last = latest_intact_checkpoint(r.output.dir, say);
     TORCH_CHECK(last, "train: output.resume is set but ", r.output.dir, " has no checkpoint to resume from");
     const LossScaler settings = state.scaler;
     state = load_checkpoint(*last, *model, *opt);
@@ -190,14 +226,17 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
     state.scaler.backoff_factor = settings.backoff_factor;
     state.scaler.growth_interval = settings.growth_interval;
     stream.restore(state.data);
+    check_finite_weights(params, "in checkpoint " + *last);
     say("resumed from " + *last + " at step " + std::to_string(state.step));
   }
-  MetricsLog log(r.output.dir, resuming, r.output.tensorboard);
+  // A resumed run's logs go back to its checkpoint: the steps after it are trained (and logged) again.
+  MetricsLog log(r.output.dir, resuming ? state.step : -1, r.output.tensorboard);
 
   // Steps.
   const double rss_loaded = rss_mb();
   reset_peak_rss();
   double run_tokens = 0, run_seconds = 0;
+  int64_t run_steps = 0, skipped_steps = 0;
   const auto started = Clock::now();
   while (state.step < r.trainer.max_steps) {
     const auto t0 = Clock::now();
@@ -250,6 +289,8 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
       m.eval_loss = evaluate(*model, val, r, pad_id, dtype);
       result.last_eval_loss = m.eval_loss;
     }
+    ++run_steps;
+    skipped_steps += finite ? 0 : 1;
     if (!finite) say("step " + std::to_string(state.step) + ": non-finite gradients, step skipped");
     const bool last = state.step == r.trainer.max_steps;
     if (r.trainer.log_every > 0 && (state.step % r.trainer.log_every == 0 || m.eval_loss >= 0 || last)) log.write(m);
@@ -275,6 +316,11 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
     write_train_result(result);
     return result;
   }
+  TORCH_CHECK(run_steps == 0 || skipped_steps < run_steps, "train: all ", run_steps,
+              " steps had non-finite gradients (NaN or Inf) and were skipped; nothing was learned and no model or "
+              "adapter was written (check the data and model for NaN/Inf, lower optimizer.lr, or raise "
+              "trainer.max_steps if fp16 loss scaling is still settling)");
+  check_finite_weights(params, "after training");
 
   // Outputs: the adapter (PEFT format) and/or the model in HF layout.
   const std::string tokenizer_path = resolve_tokenizer_path(r.model.path, r.model.tokenizer);
@@ -302,9 +348,8 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
 
 TrainResult read_train_result(const std::string& output_dir) {
   const fs::path path = fs::path(output_dir) / "result.json";
-  std::ifstream in(path);
-  TORCH_CHECK(in.good(), "train: ", path.string(), " is missing: the run did not finish");
-  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  TORCH_CHECK(fs::exists(path), "train: ", path.string(), " is missing: the run did not finish");
+  const nlohmann::json j = try_load_json_file(path.string());
   TORCH_CHECK(j.is_object(), "train: ", path.string(), " is not valid JSON");
   TrainResult r;
   r.steps = j.value("steps", int64_t{0});

@@ -25,6 +25,7 @@ struct TrainResult {
   double tokens_per_s = 0;       // non-padding tokens over the run's step time
   double peak_rss_over_load_mb = 0;
   std::string output_dir, final_dir;
+  bool already_finished = false;  // output.resume on a finished run: nothing was done
 };
 
 // Also writes the result to output.dir/result.json (interrupted runs too).

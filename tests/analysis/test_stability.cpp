@@ -84,9 +84,13 @@ TEST_CASE("Mamba and Mamba-2 layers are Lyapunov stable and the estimator reprod
       INFO(family << " seed " << seed);
       auto model = small_model(family, seed);
       const at::Tensor ids = at::randint(model->vocab_size(), {1, 40}, at::kLong);
-      // k = state size: the identity frame follows every mode; a layer's SSM state map is exp(Δ_t A)
-      // elementwise, so its top exponent is λ̂ up to the fp32 rounding of the cached state.
-      const an::ModelLyapunov l = an::model_lyapunov(*model, ids, /*k=*/256);
+      // k = the stack's state size (each layer's map gets its own size): the identity frame follows every
+      // mode; a layer's SSM state map is exp(Δ_t A) elementwise, so its top exponent is λ̂ up to the fp32
+      // rounding of the cached state.
+      const int64_t n = 2 * (family == std::string("mamba") ? 16 * 4 : 4 * 8 * 4);
+      const an::ModelLyapunov l = an::model_lyapunov(*model, ids, /*k=*/n);
+      CHECK_THROWS_WITH(an::model_lyapunov(*model, ids, n + 1),
+                        Catch::Matchers::Contains("exceed the model's recurrent state size " + std::to_string(n)));
       REQUIRE(l.layers.size() == 2);
       double top = -1e300;
       for (const auto& e : l.layers) {

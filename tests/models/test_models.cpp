@@ -93,7 +93,7 @@ TEST_CASE("model loading refuses mismatched checkpoints and skips old buffers", 
     // Config errors name the file and the key.
     std::ofstream((hf.dir / "config.json").string()) << R"({"model_type": "mamba", "state_size": "sixteen"})";
     CHECK_THROWS_WITH(mft::models::load_mamba(hf.dir.string()),
-                      Contains("config.json: \"state_size\" must be a positive integer; got \"sixteen\""));
+                      Contains("config.json: \"state_size\" must be an integer from 1 to 1024; got \"sixteen\""));
     std::ofstream((hf.dir / "config.json").string()) << R"({"model_type": "gpt_neox"})";
     CHECK_THROWS_WITH(mft::models::load_mamba(hf.dir.string()), Contains("expected \"mamba\""));
   }

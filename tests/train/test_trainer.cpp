@@ -2,7 +2,8 @@
 // fine-tuning, bit-exact resume after an interruption, outputs, and clear errors.
 #include "helpers.h"
 
-#include "core/atomic_file.h"
+#include "core/file_io.h"
+#include "core/json_parse.h"
 
 #include "data/synthetic.h"
 #include "io/safetensors.h"
