@@ -27,10 +27,13 @@ Runner add_bench_model(CLI::App& app) {
   cmd->add_option("--repeats", a->opt.repeats, "best of N prefills")->check(int_in(1, kMaxRepeats))->capture_default_str();
   cmd->add_flag("--json", a->json, "one JSON object on stdout");
   return [a] {
+    const models::MemoryEstimate need = bench::model_bench_memory(a->model, a->opt, models::parse_dtype(a->dtype));
+    models::check_memory(need, "bench-model", "lower --prompt-tokens or --decode-tokens");
     auto model = models::load_model(a->model, a->seed);
     models::cast_model(*model, models::parse_dtype(a->dtype));
     model->eval();
-    const auto r = bench::run_model_bench(*model, a->opt);
+    auto r = bench::run_model_bench(*model, a->opt);
+    r.memory_estimate_mb = need.total() / (1024.0 * 1024.0);
     if (a->json) {
       fmt::print("{}\n", r.to_json());
     } else {

@@ -39,8 +39,11 @@ Runner add_bench_train(CLI::App& app) {
   return [a] {
     a->opt.seed = a->seed;
     bench::check_train_bench_options(a->opt);  // before loading a large model
+    const models::MemoryEstimate need = bench::train_bench_memory(a->model, a->opt);
+    models::check_memory(need, "bench-train", "lower --seq or --batch");
     auto model = models::load_model(a->model, a->seed);
-    const auto r = bench::run_train_bench(*model, a->opt);
+    auto r = bench::run_train_bench(*model, a->opt);
+    r.memory_estimate_mb = need.total() / (1024.0 * 1024.0);
     if (a->json) {
       fmt::print("{}\n", r.to_json());
     } else {

@@ -62,7 +62,9 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stops)
 int run_generate(GenerateArgs& a) {
   TORCH_CHECK(!a.prompt.empty(), "generate: --prompt must not be empty");
   for (const auto& s : a.stop) TORCH_CHECK(!s.empty(), "generate: --stop strings must not be empty");
-  auto loaded = load_model_and_tokenizer(a.model);
+  // The prompt's bytes bound its tokens from above: the memory check needs no tokenizer.
+  auto loaded = load_model_and_tokenizer(a.model, 1, int64_t(a.prompt.size()) + a.gen.max_new_tokens,
+                                         "shorten --prompt or lower --max-new-tokens");
   const std::string prompt_text = a.template_name.empty()
                                       ? a.prompt
                                       : data::render_prompt(resolve_template(a.template_name), a.prompt, "");

@@ -1,6 +1,7 @@
 // `mamba-ft make-data --out DIR [--seed N]`: writes the quickstart's synthetic training data,
 // DIR/corpus.txt (plain text) and DIR/instruct.jsonl (Alpaca records); the same seed gives the same bytes.
 #include "commands.h"
+#include "core/output_lock.h"
 #include "data/synthetic.h"
 
 #include <fmt/format.h>
@@ -18,6 +19,7 @@ struct MakeDataOptions {
 };
 
 int run_make_data(const MakeDataOptions& o) {
+  const OutputLock lock(o.out, "make-data", [](const std::string& m) { fmt::print(stderr, "make-data: {}\n", m); });
   data::write_quickstart_data(o.out, o.seed);
   for (const char* name : {"corpus.txt", "instruct.jsonl"}) {
     const std::filesystem::path p = std::filesystem::path(o.out) / name;

@@ -1,5 +1,6 @@
 #include "model_args.h"
 
+#include "models/memory_estimate.h"
 #include "models/registry.h"
 #include "train/model_setup.h"
 
@@ -16,12 +17,16 @@ void ModelArgs::add_to(CLI::App* cmd) {
   cmd->add_option("--tokenizer", tokenizer, "tokenizer.json, a folder holding one, or 'bytes' (default: the model's)");
 }
 
-LoadedModel load_model_and_tokenizer(const ModelArgs& args) {
+LoadedModel load_model_and_tokenizer(const ModelArgs& args, int64_t batch, int64_t tokens, const std::string& lower) {
   LoadedModel out;
   const at::ScalarType dtype = models::parse_dtype(args.dtype);
   const c10::Device device(args.device);
   TORCH_CHECK(!device.is_cuda() || at::hasCUDA(), "--device ", args.device,
               ": this build or machine has no CUDA device");
+  if (tokens > 0) {
+    models::check_memory(models::estimate_inference(models::model_footprint(args.model), batch, tokens, dtype),
+                         "model " + args.model, lower);
+  }
   out.model = models::load_model(args.model, args.seed);
   models::cast_model(*out.model, dtype, device);
   out.model->eval();

@@ -28,7 +28,10 @@ struct LoadedModel {
 };
 
 // Loads and casts the model and finds its tokenizer (train::resolve_tokenizer_path: --tokenizer, else
-// MODEL/tokenizer.json, else the byte tokenizer for the tiny presets; otherwise a clear error).
-LoadedModel load_model_and_tokenizer(const ModelArgs& args);
+// MODEL/tokenizer.json, else the byte tokenizer for the tiny presets; otherwise a clear error). With
+// `tokens` > 0, first checks that forward passes over `batch` sequences of `tokens` fit in memory
+// (models/memory_estimate.h; `lower` says which option to lower).
+LoadedModel load_model_and_tokenizer(const ModelArgs& args, int64_t batch = 1, int64_t tokens = 0,
+                                     const std::string& lower = "");
 
 }  // namespace mft::app

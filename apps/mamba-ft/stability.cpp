@@ -89,7 +89,8 @@ int run_perturb(const StabilityArgs& a) {
 }
 
 int run_lyapunov(const StabilityArgs& a) {
-  auto m = load_model_and_tokenizer(a.model);
+  // The Benettin estimates decode 2k + 1 perturbed copies of the state at once.
+  auto m = load_model_and_tokenizer(a.model, 2 * a.k + 1, 1, "lower --k");
   const at::Tensor ids = input_ids(a, m);
   const auto l = analysis::model_lyapunov(*m.model, ids, a.k, a.warmup);
   nlohmann::json j = {{"kind", "lyapunov"}, {"model", a.model.model}, {"tokens", a.tokens}, {"k", a.k},
@@ -107,7 +108,7 @@ int run_lyapunov(const StabilityArgs& a) {
 }
 
 int run_precision(const StabilityArgs& a) {
-  auto m = load_model_and_tokenizer(a.model);
+  auto m = load_model_and_tokenizer(a.model, 1, a.tokens, "lower --tokens");
   const at::Tensor ids = input_ids(a, m);
   ModelArgs fp32 = a.model;
   fp32.dtype = "fp32";

@@ -3,8 +3,9 @@
 // and the paper's tables (sweep/run_sweep.h); then the HTML report unless sweep.report is false.
 // Overrides: sweep.KEY=value (sweep options), prepare.KEY=value (prepare runs), anything else every point.
 // Ctrl-C / SIGTERM checkpoint the running point; rerunning the same command resumes it.
-#include "core/file_io.h"
 #include "commands.h"
+#include "core/file_io.h"
+#include "core/output_lock.h"
 
 #include "recipe/sweep_spec.h"
 #include "report/html_report.h"
@@ -113,6 +114,8 @@ int dry_run(const recipe::SweepSpec& spec) {
 int run_sweep_command(const SweepArgs& a) {
   const recipe::SweepSpec spec = recipe::load_sweep(a.file, a.overrides, a.axes);
   if (a.dry_run) return dry_run(spec);
+  // One sweep per folder; each point's training run locks its own folder under points/ as well.
+  const OutputLock lock(spec.output_dir, "sweep", [](const std::string& m) { fmt::print(stderr, "sweep: {}\n", m); });
   sweep::SweepResult result;
   if (a.aggregate) {
     result = sweep::summarize_sweep(spec);

@@ -68,6 +68,11 @@ int run_train(const TrainArgs& a) {
       }
     };
     const auto result = train::train(r, hooks);
+    if (result.already_finished) {
+      fmt::print("run {}: already finished ({} steps, loss {:.4f}); outputs in {} unchanged\n", i + 1, result.steps,
+                 result.last_loss, result.output_dir);
+      continue;
+    }
     if (result.interrupted) {
       fmt::print(stderr, "\ninterrupted: checkpoint saved in {}/checkpoints; continue with output.resume=true\n",
                  result.output_dir);

@@ -1,5 +1,7 @@
 #include "bench/model_bench.h"
 
+#include "models/registry.h"
+
 #include "bench/gemm_floor.h"
 #include "core/memory.h"
 
@@ -19,6 +21,10 @@ namespace mft::bench {
 namespace {
 using Clock = std::chrono::steady_clock;
 }  // namespace
+
+models::MemoryEstimate model_bench_memory(const std::string& spec, const ModelBenchOptions& o, at::ScalarType dtype) {
+  return models::estimate_inference(models::model_footprint(spec), 1, o.prompt_tokens + o.decode_tokens, dtype);
+}
 
 ModelBenchResult run_model_bench(models::CausalLM& model, const ModelBenchOptions& o) {
   at::NoGradGuard no_grad;
@@ -57,6 +63,7 @@ ModelBenchResult run_model_bench(models::CausalLM& model, const ModelBenchOption
   r.decode_s_per_token = std::chrono::duration<double>(Clock::now() - t0).count() / double(o.decode_tokens);
   r.decode_tokens_per_s = 1.0 / r.decode_s_per_token;
   r.peak_rss_over_load_mb = peak_rss_mb() - r.rss_after_load_mb;
+  r.peak_rss_mb = r.rss_after_load_mb + r.peak_rss_over_load_mb;
 
   // Prefill floor: every matmul of the forward timed alone (same shapes, dtype, threads).
   bool tied = false;
@@ -103,7 +110,9 @@ std::string ModelBenchResult::to_json() const {
                    {"read_gb_per_s", read_gb_per_s},
                    {"decode_floor_s_per_token", decode_floor_s_per_token},
                    {"rss_after_load_mb", rss_after_load_mb},
-                   {"peak_rss_over_load_mb", peak_rss_over_load_mb}};
+                   {"peak_rss_over_load_mb", peak_rss_over_load_mb},
+                   {"memory_estimate_mb", memory_estimate_mb},
+                   {"peak_rss_mb", peak_rss_mb}};
   return j.dump();
 }
 
@@ -115,8 +124,9 @@ void print_model_bench(const ModelBenchResult& r) {
   fmt::print("  decode   {:8.1f} tokens/s   {:.2f} ms/token; floor {:.2f} ms ({:.0f} MB at {:.1f} GB/s) -> {:.0f}% of floor\n",
              r.decode_tokens_per_s, 1e3 * r.decode_s_per_token, 1e3 * r.decode_floor_s_per_token,
              r.weight_bytes_per_token / 1e6, r.read_gb_per_s, 100.0 * r.decode_floor_s_per_token / r.decode_s_per_token);
-  fmt::print("  memory   RSS after load {:.0f} MiB, peak during prefill+decode +{:.0f} MiB\n", r.rss_after_load_mb,
-             r.peak_rss_over_load_mb);
+  fmt::print("  memory   RSS after load {:.0f} MiB, peak during prefill+decode +{:.0f} MiB; peak {:.0f} MiB vs {:.0f} "
+             "MiB estimated before loading\n",
+             r.rss_after_load_mb, r.peak_rss_over_load_mb, r.peak_rss_mb, r.memory_estimate_mb);
 }
 
 }  // namespace mft::bench

@@ -1,5 +1,7 @@
 #include "bench/train_bench.h"
 
+#include "models/registry.h"
+
 #include "core/memory.h"
 #include "models/lora_adapter.h"
 #include "ops/cross_entropy.h"
@@ -146,6 +148,17 @@ void check_train_bench_options(const TrainBenchOptions& o) {
   TORCH_CHECK(o.gemm_repeats >= 1, "bench-train: --gemm-repeats must be >= 1");
 }
 
+models::MemoryEstimate train_bench_memory(const std::string& spec, const TrainBenchOptions& o) {
+  const Mode mode = parse_mode(o.mode);
+  models::TrainingShape s;
+  s.batch = o.batch;
+  s.seq = o.seq;
+  s.dtype = mode.dtype;
+  s.lora = mode.lora;
+  s.lora_rank = o.lora_rank;
+  return models::estimate_training(models::model_footprint(spec), s);
+}
+
 TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOptions& o) {
   check_train_bench_options(o);
   const Mode mode = parse_mode(o.mode);
@@ -262,6 +275,7 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
   r.roofline_s = median(floors);
   r.roofline_forward_s = median(floor_fwd);
   r.roofline_backward_s = median(floor_bwd);
+  r.peak_rss_mb = r.rss_after_load_mb + r.peak_rss_over_load_mb;
   r.memory_per_token_kb = r.peak_rss_over_load_mb * 1024.0 / double(tokens);
   r.step_s = median(r.step_times_s);
   r.tokens_per_s = double(tokens) / r.step_s;
@@ -316,7 +330,9 @@ std::string TrainBenchResult::to_json() const {
                    {"roofline_pct_max", roofline_pct_max},
                    {"rss_after_load_mb", rss_after_load_mb},
                    {"peak_rss_over_load_mb", peak_rss_over_load_mb},
-                   {"memory_per_token_kb", memory_per_token_kb}};
+                   {"memory_per_token_kb", memory_per_token_kb},
+                   {"memory_estimate_mb", memory_estimate_mb},
+                   {"peak_rss_mb", peak_rss_mb}};
   if (method == "lora") {
     j["lora_rank"] = lora_rank;
     j["lora_alpha"] = lora_alpha;
@@ -348,8 +364,9 @@ void print_train_bench(const TrainBenchResult& r) {
         "them, the roofline is at most {:.0f}% of a step even if nothing else took time\n",
         r.scan_s, r.roofline_pct_max);
   }
-  fmt::print("  memory    RSS after load {:.0f} MiB, peak during the steps +{:.0f} MiB ({:.1f} KiB/token)\n",
-             r.rss_after_load_mb, r.peak_rss_over_load_mb, r.memory_per_token_kb);
+  fmt::print("  memory    RSS after load {:.0f} MiB, peak during the steps +{:.0f} MiB ({:.1f} KiB/token); peak "
+             "{:.0f} MiB vs {:.0f} MiB estimated before loading\n",
+             r.rss_after_load_mb, r.peak_rss_over_load_mb, r.memory_per_token_kb, r.peak_rss_mb, r.memory_estimate_mb);
 }
 
 }  // namespace mft::bench

@@ -10,6 +10,7 @@
 // floor is measured again right after every timed step and each step is set against its own floor.
 #include "bench/gemm_floor.h"
 #include "models/causal_lm.h"
+#include "models/memory_estimate.h"
 
 #include <map>
 #include <string>
@@ -54,8 +55,15 @@ struct TrainBenchResult {
   // if nothing but the matmuls and the scans took time: roofline_s / (roofline_s + scan_s).
   double scan_s = 0, roofline_pct_max = 0;
   double rss_after_load_mb = 0, peak_rss_over_load_mb = 0, memory_per_token_kb = 0;
+  // The memory check's estimate made before loading (train_bench_memory), and the measured peak it is
+  // compared with: RSS after load + the steps' peak over it.
+  double memory_estimate_mb = 0, peak_rss_mb = 0;
   std::string to_json() const;
 };
+
+// What this benchmark of model `spec` needs (models/memory_estimate.h), from its config: checked before
+// loading it, reported beside the measured peak.
+models::MemoryEstimate train_bench_memory(const std::string& spec, const TrainBenchOptions& o);
 
 // Sets the model up for the mode (LoRA adapters with a frozen base, or everything trained), then runs
 // warmup + steps training steps and the roofline. `rss_after_load_mb` is measured after the set-up,

@@ -1,5 +1,7 @@
 #include "eval/evaluator.h"
 
+#include "core/json_parse.h"
+
 #include "eval/builtin_tasks.h"
 #include "eval/metrics.h"
 #include "eval/yaml_task.h"
@@ -181,7 +183,7 @@ nlohmann::json evaluate(models::CausalLM& model, const Tokenizer& tokenizer, con
   ScoreOptions so = o.score;
   so.describe_request = [&](size_t i) {
     const auto& r = std::get<LoglikelihoodRequest>(requests[i]);
-    return fmt::format("eval request {} (context \"{}...\")", i, r.context.substr(0, 40));
+    return fmt::format("eval request {} (context {})", i, json_excerpt(nlohmann::json(r.context), 50));
   };
   int64_t model_tokens = 0;  // this evaluation's own count; a caller's counter gets it added
   so.forwarded_tokens = &model_tokens;

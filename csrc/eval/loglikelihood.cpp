@@ -1,6 +1,7 @@
 #include "eval/loglikelihood.h"
 
 #include "eval/tree_scoring.h"
+#include "models/memory_estimate.h"
 
 #include "tokenizer/utf8.h"
 
@@ -378,6 +379,14 @@ std::vector<TokenScore> score_tokens(models::CausalLM& model, const std::vector<
   for (const size_t i : rest) rest_pairs.push_back(pairs[i]);
   const Plan plan = plan_inputs(rest_pairs, options.max_length);
   const std::vector<Sequence>& seqs = plan.seqs;
+  // The widest forward pass before any runs: the first batch (the longest inputs come first), or a tree row.
+  int64_t widest = use_tree && !tree.empty() ? options.tree_row_tokens : 0;
+  if (!seqs.empty()) {
+    widest = std::max(widest, std::min<int64_t>(options.batch_size, int64_t(seqs.size())) *
+                                  static_cast<int64_t>(seqs.front().input->size()));
+  }
+  models::check_memory(models::estimate_logits(vocab, 1, widest), "loglikelihood: the widest forward pass",
+                       "lower --batch-size or --max-length");
   int64_t total = static_cast<int64_t>(seqs.size() + tree.size()), done = 0;
   for (const auto& g : groups) total += static_cast<int64_t>(g.size());
   if (!tree.empty()) {
@@ -459,8 +468,9 @@ std::vector<ScoreResult> score(models::CausalLM& model, const Tokenizer& tokeniz
                                                                              : scores[p].is_greedy;
   }
   for (size_t i = 0; i < results.size() && !options.allow_nonfinite; ++i) {
-    TORCH_CHECK(std::isfinite(results[i].loglikelihood), describe(options, i), ": the loglikelihood is ",
-                results[i].loglikelihood,
+    const double ll = results[i].loglikelihood;
+    TORCH_CHECK(std::isfinite(ll), describe(options, i), ": the loglikelihood is ",
+                std::isnan(ll) ? "NaN" : ll > 0 ? "+Inf" : "-Inf",
                 ": the model computes NaN or Inf (check its weights and config.json; --allow-nonfinite reports it)");
   }
   return results;

@@ -37,7 +37,11 @@ std::vector<int64_t> generate(CausalLM& model, const std::vector<int64_t>& promp
   at::Tensor logits = model.forward_cached(ids, *cache, /*last_logits=*/1).select(1, -1).squeeze(0);  // (vocab,)
   std::vector<int64_t> out;
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
-    const int64_t next = choose_token(logits.cpu(), o, gen);
+    const at::Tensor step_logits = logits.cpu();
+    // NaN or Inf logits would choose an arbitrary token (argmax of NaN) or fail deep in sampling.
+    TORCH_CHECK(at::isfinite(step_logits).all().item<bool>(), "generate: the model's logits hold NaN or Inf at new token ",
+                i + 1, " (check its weights and config.json)");
+    const int64_t next = choose_token(step_logits, o, gen);
     out.push_back(next);
     if (on_token && !on_token(next)) break;
     if (o.eos_token_id && next == *o.eos_token_id) break;

@@ -4,6 +4,7 @@
 // embed_out. Attention: fused query_key_value interleaved per head, partial rotary (rotate-half),
 // causal scaled-dot-product attention; MLP: exact (erf) GELU.
 #include "models/causal_lm.h"
+#include "models/footprint.h"
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +33,7 @@ struct GPTNeoXConfig {
   static GPTNeoXConfig from_json_file(const std::string& path);
   static GPTNeoXConfig from_json(const nlohmann::json& j, const std::string& path);
   std::string to_hf_json() const;
+  ModelFootprint footprint() const;  // parameters and activation sizes, without building the model
   int64_t bos_token_id = 0, eos_token_id = 0;
   int64_t max_position_embeddings = 2048;
 };

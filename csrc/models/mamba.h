@@ -5,6 +5,7 @@
 // causal_conv1d and selective_scan or their decode steps when continuing a cache. Parameter names equal
 // the HF checkpoint names, so loading is a name-by-name copy.
 #include "models/causal_lm.h"
+#include "models/footprint.h"
 #include "ops/ops.h"
 
 #include <nlohmann/json.hpp>
@@ -30,6 +31,7 @@ struct MambaConfig {
   static MambaConfig from_json_file(const std::string& path);
   static MambaConfig from_json(const nlohmann::json& j, const std::string& path);
   std::string to_hf_json() const;
+  ModelFootprint footprint() const;  // parameters and activation sizes, without building the model
 };
 
 // Decoding state of one Mamba-1 layer: the conv's last inputs and the SSM state.

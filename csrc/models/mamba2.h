@@ -31,6 +31,7 @@ struct Mamba2Config {
   // that define the geometry must be present.
   static Mamba2Config from_json(const nlohmann::json& j, const std::string& path);
   std::string to_hf_json() const;
+  ModelFootprint footprint() const;  // parameters and activation sizes, without building the model
 };
 
 struct Mamba2LayerState {

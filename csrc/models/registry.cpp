@@ -3,6 +3,7 @@
 #include "models/gpt_neox.h"
 #include "models/mamba.h"
 #include "models/mamba2.h"
+#include "models/memory_estimate.h"
 #include "models/original_layout.h"
 #include "tokenizer/byte_tokenizer.h"
 
@@ -110,6 +111,21 @@ const std::vector<PresetInfo>& presets() {
   return p;
 }
 
+namespace {
+// The preset `spec` names ("preset:NAME"), nullptr for a folder; an unknown name is an error listing them.
+const PresetInfo* find_preset(const std::string& spec) {
+  const std::string prefix = "preset:";
+  if (spec.rfind(prefix, 0) != 0) return nullptr;
+  const std::string name = spec.substr(prefix.size());
+  for (const auto& p : presets()) {
+    if (p.name == name) return &p;
+  }
+  std::string names;
+  for (const auto& p : presets()) names += (names.empty() ? "" : ", ") + p.name;
+  TORCH_CHECK(false, "model: unknown preset \"", name, "\"; presets are: ", names);
+}
+}  // namespace
+
 std::string model_family(const std::string& dir) {
   TORCH_CHECK(std::filesystem::is_directory(dir), "model: ", dir,
               " is not a folder (expected an HF model folder or preset:NAME)");
@@ -123,19 +139,26 @@ std::string model_family(const std::string& dir) {
   return t;
 }
 
+ModelFootprint model_footprint(const std::string& spec) {
+  if (const PresetInfo* p = find_preset(spec)) {
+    const nlohmann::json j = nlohmann::json::parse(p->config_json);
+    if (p->family == "mamba") return MambaConfig::from_json(j, spec).footprint();
+    if (p->family == "mamba2") return Mamba2Config::from_json(j, spec).footprint();
+    return GPTNeoXConfig::from_json(j, spec).footprint();
+  }
+  const std::string family = model_family(spec);
+  const std::string path = (std::filesystem::path(spec) / "config.json").string();
+  if (family == "mamba") return MambaConfig::from_json_file(path).footprint();
+  if (family == "mamba2") return Mamba2Config::from_json(read_hf_config(spec), path).footprint();
+  return GPTNeoXConfig::from_json_file(path).footprint();
+}
+
 std::shared_ptr<CausalLM> load_model(const std::string& spec, uint64_t seed) {
-  const std::string prefix = "preset:";
-  if (spec.rfind(prefix, 0) == 0) {
-    const std::string name = spec.substr(prefix.size());
-    for (const auto& p : presets()) {
-      if (p.name != name) continue;
-      auto model = build(p.family, nlohmann::json::parse(p.config_json), spec);
-      init_family_weights(*model, seed);
-      return model;
-    }
-    std::string names;
-    for (const auto& p : presets()) names += (names.empty() ? "" : ", ") + p.name;
-    TORCH_CHECK(false, "model: unknown preset \"", name, "\"; presets are: ", names);
+  check_memory(estimate_weights(model_footprint(spec)), "model " + spec, "use a smaller model");
+  if (const PresetInfo* p = find_preset(spec)) {
+    auto model = build(p->family, nlohmann::json::parse(p->config_json), spec);
+    init_family_weights(*model, seed);
+    return model;
   }
   const std::string family = model_family(spec);
   if (family == "mamba") return load_mamba(spec).ptr();

@@ -2,6 +2,7 @@
 // One entry point for every model the CLI accepts: an HF (or original state-spaces) folder, or
 // `preset:NAME` for a randomly initialised published or tiny geometry.
 #include "models/causal_lm.h"
+#include "models/footprint.h"
 
 #include <memory>
 #include <string>
@@ -22,7 +23,11 @@ const std::vector<PresetInfo>& presets();
 // The family ("mamba", "mamba2", "gpt_neox") of a model folder, from its config.json.
 std::string model_family(const std::string& dir);
 
-// Loads a folder, or builds `preset:NAME` with the family's own initialisation from `seed`.
+// What `spec` (a folder or preset:NAME) will need, from its config alone: nothing is allocated.
+ModelFootprint model_footprint(const std::string& spec);
+
+// Loads a folder, or builds `preset:NAME` with the family's own initialisation from `seed`. Refuses (before
+// allocating) a model whose fp32 weights alone exceed what this process may use (models/memory_estimate.h).
 std::shared_ptr<CausalLM> load_model(const std::string& spec, uint64_t seed = 0);
 
 // Re-initialises `model` the way its family's reference code does (seeded from `seed`):

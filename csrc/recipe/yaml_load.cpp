@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/depthguard.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -43,7 +44,34 @@ int yaml_depth(const YAML::Node& root, const std::string& source) {
   return deepest;
 }
 
+// The deepest nesting of flow collections ([ and {) outside quotes and comments. Brackets inside plain
+// scalars count too, which only matters for hundreds of unclosed ones.
+int flow_depth(const std::string& text) {
+  int depth = 0, deepest = 0;
+  char quote = 0;
+  bool at_space = true;  // '#' starts a comment only after whitespace or at the start of a line
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quote != 0) {
+      if (c == '\\' && quote == '"') ++i;
+      else if (c == quote) quote = 0;
+      continue;
+    }
+    if (c == '#' && at_space) {
+      while (i < text.size() && text[i] != '\n') ++i;
+      at_space = true;
+      continue;
+    }
+    if (c == '"' || c == '\'') quote = c;
+    else if (c == '[' || c == '{') deepest = std::max(deepest, ++depth);
+    else if ((c == ']' || c == '}') && depth > 0) --depth;
+    at_space = c == ' ' || c == '\t' || c == '\n';
+  }
+  return deepest;
+}
+
 YAML::Node load_yaml(const std::string& text, const std::string& source, const std::string& what) {
+  if (flow_depth(text) > kMaxYamlDepth) too_deep(source);
   YAML::Node root;
   try {
     root = YAML::Load(text);

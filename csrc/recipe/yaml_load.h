@@ -7,11 +7,13 @@
 
 namespace mft::recipe {
 
-// As JSON's limit (core/json_parse.h): far deeper than any recipe, sweep or task file.
-constexpr int kMaxYamlDepth = 512;
+// Far deeper than any recipe, sweep or task file (they nest 2-5 levels), and below where yaml-cpp 0.7 itself
+// gives up (about 500 flow levels, as "bad file" at some column).
+constexpr int kMaxYamlDepth = 256;
 
 // Parses `text`; throws std::runtime_error "<source>: <what> at line L, column C: <why>", or
-// "<source>: YAML nested deeper than 512 levels" for deeper documents.
+// "<source>: YAML nested deeper than 256 levels" for deeper documents (flow brackets are counted in the
+// text first, block nesting in the parsed tree).
 YAML::Node load_yaml(const std::string& text, const std::string& source, const std::string& what = "malformed YAML");
 
 // Reads and parses a file; a missing or unreadable file is "<source>: cannot read <path>: <reason>".

@@ -62,7 +62,7 @@ struct Reader {
       return;
     }
     if (type != expected) {
-      fail(field + ".type", "\"" + type + "\" is not supported (expected \"" + expected + "\"" + hint + ")");
+      fail(field + ".type", shown(json(type)) + " is not supported (expected \"" + expected + "\"" + hint + ")");
     }
     each(component, field);
   }
@@ -155,7 +155,7 @@ std::pair<std::string, std::string> read_merge(const Reader& r, const json& m, c
 void read_model(const Reader& r, const json& root, TokenizerSpec& spec) {
   const json& model = r.member(root, "", "model");
   const std::string type = r.type_of(model, "model");
-  if (type != "BPE") r.fail("model.type", "\"" + type + "\" is not supported (expected \"BPE\")");
+  if (type != "BPE") r.fail("model.type", shown(json(type)) + " is not supported (expected \"BPE\")");
   if (model.contains("dropout") && !model["dropout"].is_null()) {
     const json& d = model["dropout"];
     if (!d.is_number() || d.get<double>() != 0.0) {

@@ -71,7 +71,11 @@ MetricsLog::MetricsLog(const std::string& dir, int64_t resume_step, bool tensorb
   if (resume) {  // rows of steps after the checkpoint are trained again: drop them
     write_file_atomically(csv.string(), metrics_csv_up_to(read_all(csv), resume_step), "train");
     if (fs::exists(jsonl)) {
-      write_file_atomically(jsonl.string(), metrics_jsonl_up_to(read_all(jsonl), resume_step), "train");
+      const std::string kept = metrics_jsonl_up_to(read_all(jsonl), resume_step);
+      write_file_atomically(jsonl.string(), kept, "train");
+      const size_t start = kept.rfind('\n', kept.size() >= 2 ? kept.size() - 2 : 0);
+      const nlohmann::json last = try_parse_json(kept.substr(start == std::string::npos ? 0 : start + 1));
+      if (last.is_object() && last.contains("loss") && last["loss"].is_number()) last_loss_ = last["loss"].get<double>();
     }
   }
   csv_ = std::make_unique<AppendFile>(csv.string(), "train", !resume);
@@ -86,6 +90,7 @@ void MetricsLog::write(const StepMetrics& m) {
       << int(m.skipped) << ',' << m.tokens_per_s << ',' << m.peak_rss_mb << ',' << m.memory_per_token_kb << ','
       << (m.eval_loss >= 0 ? std::to_string(m.eval_loss) : std::string()) << ',' << m.elapsed_s << '\n';
   csv_->append(row.str());
+  last_loss_ = m.loss;
   nlohmann::json j{{"step", m.step},
                    {"loss", m.loss},
                    {"lr", m.lr},

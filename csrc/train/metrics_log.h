@@ -40,8 +40,10 @@ class MetricsLog {
   // resume_step < 0: a new run (files started afresh); else the step of the checkpoint a run resumes.
   MetricsLog(const std::string& dir, int64_t resume_step, bool tensorboard = false);
   void write(const StepMetrics& m);
+  double last_loss() const { return last_loss_; }  // of the last step logged (0 when none)
 
  private:
+  double last_loss_ = 0;
   std::unique_ptr<AppendFile> csv_, jsonl_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // null unless asked for
 };

@@ -9,6 +9,7 @@
 #include "data/batch.h"
 #include "data/dataset.h"
 #include "models/checkpoint.h"
+#include "models/memory_estimate.h"
 #include "models/registry.h"
 #include "ops/cross_entropy.h"
 #include "peft/lora.h"
@@ -84,6 +85,19 @@ void check_finite_weights(const std::vector<at::Tensor>& params, const std::stri
     TORCH_CHECK(at::isfinite(p).all().item<bool>(), "train: the weights hold NaN or Inf ", when,
                 "; no model or adapter was written (lower optimizer.lr, or use precision.dtype=bf16 instead of fp16)");
   }
+}
+
+// What one micro-batch of this recipe asks of memory (models/memory_estimate.h).
+models::TrainingShape training_shape(const recipe::Recipe& r, at::ScalarType dtype) {
+  models::TrainingShape s;
+  s.batch = r.trainer.batch_size;
+  s.seq = r.data.max_length;
+  s.dtype = dtype;
+  s.lora = r.peft.method == "lora";
+  s.lora_rank = r.peft.rank;
+  s.pure_half = r.precision.pure_half;
+  s.optimizer = r.optimizer.name;
+  return s;
 }
 
 // Trainable parameters: LoRA adapters only, or everything except the `freeze` patterns.
@@ -166,9 +180,12 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
   at::manual_seed(r.trainer.seed);
   if (r.trainer.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
 
-  // Model, adapters, precision.
-  auto model = models::load_model(r.model.path, r.model.init_seed);
+  // Memory, from the model's config and the recipe, before anything is allocated; then the model, its
+  // adapters, precision.
   const at::ScalarType dtype = models::parse_dtype(r.precision.dtype);
+  models::check_memory(models::estimate_training(models::model_footprint(r.model.path), training_shape(r, dtype)),
+                       "train: this run", "lower trainer.batch_size or data.max_length (or set peft.method=lora)");
+  auto model = models::load_model(r.model.path, r.model.init_seed);
   if (r.precision.pure_half) models::cast_model(*model, dtype);  // base weights in half, adapters (below) fp32
   set_up_peft(*model, r);
   model->train();
@@ -227,10 +244,13 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
     state.scaler.growth_interval = settings.growth_interval;
     stream.restore(state.data);
     check_finite_weights(params, "in checkpoint " + *last);
+    TORCH_CHECK(state.step <= r.trainer.max_steps, "train: checkpoint ", *last, " is at step ", state.step,
+                ", past trainer.max_steps=", r.trainer.max_steps, "; raise trainer.max_steps to continue from it");
     say("resumed from " + *last + " at step " + std::to_string(state.step));
   }
   // A resumed run's logs go back to its checkpoint: the steps after it are trained (and logged) again.
   MetricsLog log(r.output.dir, resuming ? state.step : -1, r.output.tensorboard);
+  result.last_loss = log.last_loss();  // what a resumed run that has no step left reports
 
   // Steps.
   const double rss_loaded = rss_mb();

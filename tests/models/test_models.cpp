@@ -272,6 +272,37 @@ TEST_CASE("presets build with their family's init; tiny presets have matched siz
   CHECK_THROWS_WITH(mft::models::load_model("preset:mamba-7b"), Contains("unknown preset \"mamba-7b\"; presets are:"));
 }
 
+TEST_CASE("footprint: the parameter count from the config equals the built model's", "[models][presets]") {
+  auto distinct = [](mft::models::CausalLM& m) {
+    int64_t n = 0;
+    for (const auto& p : m.parameters()) n += p.numel();
+    return n;
+  };
+  for (const char* name : {"mamba-tiny", "mamba2-tiny", "pythia-tiny", "mamba-130m", "mamba2-130m", "pythia-160m"}) {
+    INFO(name);
+    const std::string spec = std::string("preset:") + name;
+    auto m = mft::models::load_model(spec);
+    const mft::models::ModelFootprint f = mft::models::model_footprint(spec);
+    CHECK(f.parameters == distinct(*m));
+    CHECK(f.family == m->family());
+    CHECK(f.train_bytes_per_token_layer > 0);
+  }
+  CHECK(mft::models::model_footprint("preset:mamba-130m").parameters == 129135360);  // HF's state-spaces/mamba-130m-hf
+  // Biases, untied heads and odd sizes: every term of each formula.
+  mft::models::MambaConfig mc;
+  mc.vocab_size = 37, mc.hidden_size = 12, mc.state_size = 5, mc.num_hidden_layers = 3, mc.intermediate_size = 20;
+  mc.time_step_rank = 3, mc.conv_kernel = 3, mc.use_bias = true, mc.use_conv_bias = false, mc.tie_word_embeddings = false;
+  CHECK(mc.footprint().parameters == distinct(*mft::models::MambaForCausalLM(mc)));
+  mft::models::Mamba2Config m2;
+  m2.vocab_size = 41, m2.hidden_size = 16, m2.state_size = 6, m2.num_hidden_layers = 2, m2.num_heads = 4;
+  m2.head_dim = 8, m2.n_groups = 2, m2.expand = 2, m2.use_bias = true, m2.tie_word_embeddings = false;
+  CHECK(m2.footprint().parameters == distinct(*mft::models::Mamba2ForCausalLM(m2)));
+  mft::models::GPTNeoXConfig nc;
+  nc.vocab_size = 43, nc.hidden_size = 16, nc.num_hidden_layers = 2, nc.num_attention_heads = 4;
+  nc.intermediate_size = 40, nc.attention_bias = false, nc.tie_word_embeddings = true;
+  CHECK(nc.footprint().parameters == distinct(*mft::models::GPTNeoXForCausalLM(nc)));
+}
+
 TEST_CASE("NativeLogits keeps the output layer's dtype; without it logits are fp32", "[models][dtypes]") {
   for (const char* name : {"mamba-tiny", "pythia-tiny", "mamba2-tiny"}) {
     INFO(name);

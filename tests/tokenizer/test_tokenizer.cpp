@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <thread>
@@ -299,4 +300,23 @@ TEST_CASE("tokenizer_config.json names BOS and EOS", "[tokenizer]") {
   mft::test::write_json(dir.file("tokenizer_config.json"), {{"eos_token", "</s>"}});
   CHECK_THROWS_WITH(mft::load_tokenizer(dir.path.string()),
                     Contains("tokenizer_config.json: special token \"</s>\" is not in the vocabulary"));
+}
+
+TEST_CASE("tokenizer.json from an untrusted source: nesting is bounded, bad values quoted briefly", "[tokenizer]") {
+  mft::test::TempDir dir;
+  {
+    std::ofstream out(dir.file("deep.json"));
+    out << "{\"version\": \"1.0\", \"x\": " << std::string(70000, '[') << std::string(70000, ']') << "}";
+  }
+  CHECK_THROWS_WITH(mft::load_tokenizer(dir.file("deep.json")),
+                    StartsWith(dir.file("deep.json") + ": JSON nested deeper than 512 levels"));
+  json j = mft::test::neox_like_json({" hello"}, false);
+  j["model"]["type"] = std::string(10000, 'W');
+  mft::test::write_json(dir.file("long.json"), j);
+  try {
+    mft::load_tokenizer(dir.file("long.json"));
+    FAIL("no error");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).size() < 300);  // the 10,000-character value is cut
+  }
 }
