@@ -62,6 +62,24 @@ void check_within_bound(const std::string& what, const at::Tensor& x, const at::
   CHECK(err <= bound);
 }
 
+at::Tensor packed_seq_idx(int64_t batch, int64_t seqlen, double start_prob) {
+  at::Tensor starts = at::rand({batch, seqlen}) < start_prob;
+  starts.select(1, 0).fill_(false);
+  at::Tensor seq = starts.to(at::kInt).cumsum(1).to(at::kInt);  // (B, L)
+  if (seqlen < 6) return seq;
+  for (int64_t r = 0; r < batch; ++r) {
+    at::Tensor row = seq.select(0, r);
+    if (r == 0) row.narrow(0, 0, 2).fill_(-1);
+    if (r == batch - 1) row.narrow(0, seqlen - 2, 2).fill_(-1);
+    if (r > 0 && r < batch - 1) {
+      const int64_t mid = seqlen / 2;
+      row.narrow(0, mid + 2, seqlen - mid - 2).add_(1);  // a new document after the run
+      row.narrow(0, mid, 2).fill_(-1);
+    }
+  }
+  return seq;
+}
+
 TempDir::TempDir(const std::string& prefix) {
   std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
   TORCH_CHECK(mkdtemp(tmpl.data()) != nullptr, "TempDir: cannot create ", tmpl);

@@ -44,6 +44,12 @@ at::Tensor non_contiguous(const at::Tensor& t);
 void check_within_bound(const std::string& what, const at::Tensor& x, const at::Tensor& ref64,
                         const at::Tensor& ref_plain, int64_t depth, int64_t width);
 
+// seq_idx (batch, seqlen) int32 of packed rows as training batches have them: documents starting at random
+// (probability start_prob per step, never at t = 0), and padding (-1) when seqlen >= 6: 2 leading steps
+// in row 0, 2 trailing steps in the last row (row 0 too when it is the only one), and a 2-step run between
+// two documents in the rows between.
+at::Tensor packed_seq_idx(int64_t batch, int64_t seqlen, double start_prob = 0.15);
+
 // A fresh folder /tmp/<prefix>-XXXXXX, removed with everything in it at scope exit.
 struct TempDir {
   std::filesystem::path path;

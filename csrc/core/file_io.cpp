@@ -39,6 +39,14 @@ bool parse_temporary(const std::string& name, std::string& host, long& pid) {
   return true;
 }
 
+// Removes stale temporaries of `path` (its own NAME.tmp-* siblings).
+void clean_siblings(const std::string& path) {
+  fs::path p = path;
+  while (p.has_filename() == false && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
+  const fs::path parent = p.parent_path();
+  remove_stale_temporaries(parent.empty() ? "." : parent.string(), p.filename().string());
+}
+
 // The newest modification time of `p` and, for a folder, of what is directly inside it.
 fs::file_time_type last_write(const fs::path& p) {
   std::error_code ec;
@@ -92,6 +100,7 @@ AtomicFile::AtomicFile(std::string path, std::string who)
   if (fs::is_directory(path_, ec)) {
     throw std::runtime_error(who_ + ": cannot write " + path_ + ": it is a folder (expected a file name)");
   }
+  clean_siblings(path_);
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     const int err = errno;
@@ -202,6 +211,7 @@ AtomicDir::AtomicDir(std::string dir, std::string who)
   if (fs::exists(dir_, ec) && !fs::is_directory(dir_, ec)) {
     throw std::runtime_error(who_ + ": cannot write " + dir_ + ": it exists and is not a folder");
   }
+  clean_siblings(dir_);
   fs::remove_all(tmp_, ec);
   fs::create_directories(tmp_, ec);
   if (ec) throw std::runtime_error(who_ + ": cannot write " + dir_ + ": " + io_error_text(ec.value()));
@@ -274,16 +284,19 @@ void AppendFile::append(const std::string& text) {
 }
 
 // ---- stale temporaries -----------------------------------------------------------------------------
-int remove_stale_temporaries(const std::string& dir) {
+int remove_stale_temporaries(const std::string& dir, const std::string& name) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return 0;
+  const std::string prefix = name.empty() ? "" : name + kTempMarker;
   const std::string me = host_name();
   const auto now = fs::file_time_type::clock::now();
   int removed = 0;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     std::string host;
     long pid = 0;
-    if (!parse_temporary(e.path().filename().string(), host, pid)) continue;
+    const std::string entry = e.path().filename().string();
+    if (!prefix.empty() && entry.rfind(prefix, 0) != 0) continue;
+    if (!parse_temporary(entry, host, pid)) continue;
     const bool stale = host == me ? !process_alive(pid) : now - last_write(e.path()) > kForeignTempAge;
     if (!stale) continue;
     std::error_code rm;

@@ -26,7 +26,8 @@ std::string temporary_path(const std::string& path);
 
 class AtomicFile {
  public:
-  // Opens the temporary file at once, so an unwritable destination fails before any long work.
+  // Opens the temporary file at once, so an unwritable destination fails before any long work. Stale
+  // temporaries of the same destination (a killed run's) are removed first.
   AtomicFile(std::string path, std::string who);
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -65,7 +66,8 @@ FileDigest digest_file(const std::string& path, const std::string& who);
 
 class AtomicDir {
  public:
-  // Creates DIR.tmp-HOST-PID (its parent folders too); the caller fills path_to_fill().
+  // Creates DIR.tmp-HOST-PID (its parent folders too; stale ones of DIR removed); the caller fills
+  // path_to_fill().
   AtomicDir(std::string dir, std::string who);
   AtomicDir(const AtomicDir&) = delete;
   AtomicDir& operator=(const AtomicDir&) = delete;
@@ -101,7 +103,8 @@ class AppendFile {
 // Removes, directly inside `dir`, the *.tmp-HOST-PID files and folders of processes that are gone: on
 // this host when PID no longer exists, from another host when untouched for a day (a shared file system).
 // Returns how many were removed; errors are ignored (this is cleaning, not work).
-int remove_stale_temporaries(const std::string& dir);
+// With `name`, only the temporaries of that one file or folder (NAME.tmp-*).
+int remove_stale_temporaries(const std::string& dir, const std::string& name = "");
 
 // This machine's host name (gethostname), "localhost" when it has none.
 std::string host_name();

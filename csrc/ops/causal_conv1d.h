@@ -3,8 +3,10 @@
 // causal_conv1d_fn:
 //   out[b, d, t] = act(bias[d] + sum_k weight[d, k] * xp[b, d, t - (W - 1) + k])
 // where xp is x preceded by initial_states (the W-1 inputs before t = 0, oldest first; zeros when
-// absent). With seq_idx, an input contributes only to outputs of its own document; the initial states
-// belong to the document of t = 0.
+// absent). With seq_idx (B, L) int32, an input contributes only to outputs of its own document (each
+// document one contiguous run of equal ids, as packing makes them); the initial states belong to the
+// document of t = 0. Negative ids mark padding, as in causal-conv1d: the output there is 0 (no bias),
+// padding inputs reach no output, and no gradient flows from or into padding positions.
 #include "ops/ops.h"
 
 #include <ATen/core/Tensor.h>

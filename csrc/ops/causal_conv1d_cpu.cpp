@@ -3,7 +3,8 @@
 // time in one pass (W unaligned loads and FMAs, then silu), instead of one pass over the row per tap.
 // The backward makes two passes: g = dout * silu'(a) with the weight and bias gradients as lane sums,
 // then dx[i] = sum_k w_k g[i + W - 1 - k] from the zero-padded g. With seq_idx, taps that cross a
-// document boundary are multiplied by 0 (per-call masks). Weight/bias gradients are summed per batch
+// document boundary are replaced by 0 (per-call masks), and padding positions (seq_idx < 0) output 0 and
+// pass no gradient back. Weight/bias gradients are summed per batch
 // row and reduced over the batch at the end (fixed order: deterministic at any thread count, no atomics).
 #include "core/check.h"
 #include "core/output.h"
@@ -80,21 +81,26 @@ inline S silu_derivative_scalar(S a) {
   return s * (S(1) + a * (S(1) - s));
 }
 
-// The tap masks of every batch row, (B, W, L + W - 1) in the compute dtype: 1 when tap k of output t
-// reads t's own document (taps into the initial states count as the first document's), 0 otherwise
-// and in the W - 1 padding slots after L (the backward reads g there). They depend on seq_idx only, so
-// they are built once per call.
+// The masks of every batch row, (B, W + 1, L + W - 1) in the compute dtype. Rows 0..W-1, the taps: 1 when
+// tap k of output t reads t's own document (taps into the initial states count as the first document's),
+// 0 otherwise, for every tap of a padding output, and in the W - 1 slots after L (the backward reads g
+// there). Row W: 1 where t is not
+// padding (seq_idx >= 0). They depend on seq_idx only, so they are built once per call.
 template <typename S>
 std::vector<S> tap_masks(const ConvGeometry& g, const at::Tensor& seq) {
   const int64_t pad = g.width - 1, stride = g.seqlen + pad;
-  std::vector<S> same(g.batch * g.width * stride, S(0));
+  std::vector<S> same(g.batch * (g.width + 1) * stride, S(0));
   for (int64_t b = 0; b < g.batch; ++b) {
     const int32_t* s = seq.const_data_ptr<int32_t>() + b * g.seqlen;
     for (int64_t k = 0; k < g.width; ++k) {
       const int64_t shift = pad - k;
-      S* m = same.data() + (b * g.width + k) * stride;
-      for (int64_t t = 0; t < g.seqlen; ++t) m[t] = s[t - shift >= 0 ? t - shift : 0] == s[t] ? S(1) : S(0);
+      S* m = same.data() + (b * (g.width + 1) + k) * stride;
+      for (int64_t t = 0; t < g.seqlen; ++t) {
+        m[t] = s[t] >= 0 && s[t - shift >= 0 ? t - shift : 0] == s[t] ? S(1) : S(0);  // padding outputs read nothing
+      }
     }
+    S* live = same.data() + (b * (g.width + 1) + g.width) * stride;
+    for (int64_t t = 0; t < g.seqlen; ++t) live[t] = s[t] >= 0 ? S(1) : S(0);
   }
   return same;
 }
@@ -137,9 +143,15 @@ struct ConvRow {
     for (int64_t k = 0; k < g.width; ++k) wv[k] = simd::splat<V>(w[k]);
     bias = S(0);
     if (op.bias.defined()) load<S>(op.bias, d, 1, &bias);
-    same = op.seq.defined() ? masks.data() + bi * g.width * mstride : nullptr;
+    same = op.seq.defined() ? masks.data() + bi * (g.width + 1) * mstride : nullptr;
   }
   const S* mask(int64_t k) const { return same + k * mstride; }
+  const S* live() const { return same + g.width * mstride; }  // 0 at padding positions
+  // Padding positions of a row of L values set to 0 (a select: whatever was computed there is dropped).
+  void zero_padding(S* row) const {
+    const S* l = live();
+    for (int64_t t = 0; t < g.seqlen; ++t) row[t] = l[t] != S(0) ? row[t] : S(0);
+  }
   // Pre-activation of outputs t .. t + kL - 1: bias + sum_k w_k xp[t + k] (masked taps give 0).
   template <bool kMasked>
   V pre(int64_t t) const {
@@ -186,10 +198,12 @@ at::Tensor forward_impl(const ConvOperands& op, bool silu) {
     for (int64_t row = begin; row < end; ++row) {
       r.load_row(op, masks, row / g.dim, row % g.dim);
       S* y = direct ? out.mutable_data_ptr<S>() + row * g.seqlen : acc.data();
-      if (r.same)
+      if (r.same) {
         forward_row<S, true>(r, silu, y);
-      else
+        r.zero_padding(y);
+      } else {
         forward_row<S, false>(r, silu, y);
+      }
       if (!direct) store<S>(acc.data(), g.seqlen, out, row * g.seqlen);
     }
   });
@@ -270,6 +284,7 @@ ConvGrads backward_impl(const ConvOperands& op, const at::Tensor& dout_in, bool 
     for (int64_t row = begin; row < end; ++row) {
       r.load_row(op, masks, row / g.dim, row % g.dim);
       load<S>(dout, row * g.seqlen, g.seqlen, gb.data());
+      if (r.same) r.zero_padding(gb.data());  // outputs at padding are constant 0: no gradient from them
       S* dw = dw_part.mutable_data_ptr<S>() + row * g.width;
       const S db = r.same ? backward_row<S, true>(r, silu, gb.data(), dxp.data(), dw, dwv.data())
                           : backward_row<S, false>(r, silu, gb.data(), dxp.data(), dw, dwv.data());

@@ -27,6 +27,7 @@ at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const Op
   }
   if (bias) out = out + bias->to(cd).view({1, g.dim, 1});
   if (silu) out = at::silu(out);
+  if (seq_idx) out = at::where(seq_idx->lt(0).unsqueeze(1), at::zeros({}, out.options()), out);  // padding: 0
   return out.to(x.scalar_type());
 }
 

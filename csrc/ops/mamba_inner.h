@@ -11,7 +11,9 @@
 // low-rank path computes in fp32, fp64 for checks, and is added before one rounding, as lora_linear).
 // Shapes: conv_weight (E, W); x_proj_weight (R + 2N, E); dt_proj_weight (E, R); out_proj_weight (Dm, E),
 // all in xz's dtype; A (E, N), D, dt_bias (E,) fp32 (fp64 with fp64 xz); LoRA factors *_lora_A (r, in),
-// *_lora_B (out, r) in one floating dtype; lora_scales = {s_x, s_dt, s_out}; seq_idx (B, L) int32.
+// *_lora_B (out, r) in one floating dtype; lora_scales = {s_x, s_dt, s_out}; seq_idx (B, L) int32 (packed
+// documents; negative ids mark padding, whose output rows are 0 and pass no gradient back: the conv and
+// the scan's rule, out_proj_bias included).
 // Dropout (training, p > 0) multiplies each adapter's input by a mask drawn from dropout_seed + k
 // (k = 0 x_proj, 1 dt_proj, 2 out_proj) in the (B, in, L) layout, so the backward recomputes it.
 //

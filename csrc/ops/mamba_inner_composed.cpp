@@ -222,6 +222,11 @@ const auto& conv_backward_op() {
   return op;
 }
 
+// rows (B, L, ...) with the padding positions (seq_idx < 0) set to 0.
+at::Tensor zero_padding_rows(const at::Tensor& rows, const at::Tensor& seq_idx) {
+  return at::where(seq_idx.lt(0).unsqueeze(-1), at::zeros({}, rows.options()), rows);
+}
+
 MambaInnerFwdResult forward(const MambaInnerArgs& a) {
   const MambaInnerGeometry g = check_mamba_inner_args(a);
   const int64_t E = g.inner, R = g.dt_rank, N = g.dstate;
@@ -235,6 +240,8 @@ MambaInnerFwdResult forward(const MambaInnerArgs& a) {
                                                    /*return_last_state=*/false, a.seq_idx);
   at::Tensor out = project_rows(y, a.out_proj_weight, a.out_proj_bias, a.out_proj_lora,
                                 dropout_mask(a, 2, y, a.out_proj_lora));  // (B, L, Dm)
+  // y is 0 at padding (seq_idx < 0); so is the output there, bias and all.
+  if (a.seq_idx && a.out_proj_bias) out = zero_padding_rows(out, *a.seq_idx);
   return {out, x_dbl, y, checkpoints};
 }
 }  // namespace
@@ -247,16 +254,19 @@ MambaInnerFwdResult mamba_inner_fwd_composed(MFT_MAMBA_INNER_PARAMS) {
   return forward(mamba_inner_args(MFT_MAMBA_INNER_ARGS));
 }
 
-std::vector<at::Tensor> mamba_inner_backward_composed(const at::Tensor& dout, const at::Tensor& x_dbl,
+std::vector<at::Tensor> mamba_inner_backward_composed(const at::Tensor& dout_in, const at::Tensor& x_dbl,
                                                       const at::Tensor& y, const at::Tensor& scan_checkpoints,
                                                       MFT_MAMBA_INNER_PARAMS,
                                                       std::array<bool, kMambaInnerGrads> mask) {
   const MambaInnerArgs a = mamba_inner_args(MFT_MAMBA_INNER_ARGS);
   const MambaInnerGeometry g = check_mamba_inner_args(a);
   const int64_t E = g.inner, R = g.dt_rank, N = g.dstate;
-  TORCH_CHECK(dout.dim() == 3 && dout.size(0) == g.batch && dout.size(1) == g.seqlen && dout.size(2) == g.model_dim,
+  TORCH_CHECK(dout_in.dim() == 3 && dout_in.size(0) == g.batch && dout_in.size(1) == g.seqlen &&
+                  dout_in.size(2) == g.model_dim,
               "mamba_inner_backward: dout must be (batch, seqlen, model_dim) = ",
-              shape_str({g.batch, g.seqlen, g.model_dim}), "; got ", shape_str(dout.sizes()));
+              shape_str({g.batch, g.seqlen, g.model_dim}), "; got ", shape_str(dout_in.sizes()));
+  // Outputs at padding are constant 0: their gradient goes nowhere (not into the bias either).
+  const at::Tensor dout = a.seq_idx ? zero_padding_rows(dout_in, *a.seq_idx) : dout_in;
   const at::Tensor x_in = a.xz.narrow(1, 0, E), z = a.xz.narrow(1, E, E);
   // Order of gradients and mask entries: the first 16 schema inputs.
   enum { kXz, kConvW, kConvB, kXW, kDtW, kOutW, kOutB, kA, kD, kDtBias, kXA, kXB, kDtA, kDtB, kOutA, kOutB2 };

@@ -39,6 +39,7 @@ at::Tensor mamba_inner(const MambaInnerArgs& a) {
                                                   a.seq_idx));
   at::Tensor out = projection(a, 2, y, a.out_proj_weight, a.out_proj_lora, cd).transpose(1, 2);  // (B, L, Dm)
   if (a.out_proj_bias) out = out + a.out_proj_bias->to(cd);
+  if (a.seq_idx) out = at::where(a.seq_idx->lt(0).unsqueeze(-1), at::zeros({}, out.options()), out);  // padding: 0
   return out.to(a.xz.scalar_type());
 }
 

@@ -5,6 +5,10 @@
 //   x_t = exp(delta'_t A) * x_{t-1} + delta'_t B_t u_t      (x_{-1} = initial_state or 0; reset to 0
 //                                                          wherever seq_idx changes)
 //   y_t = C_t . x_t + D u_t;   out = y * silu(z) (when z)
+// seq_idx (B, L) int32 numbers packed documents, each one contiguous run; negative ids mark padding (as
+// causal-conv1d): there the state is 0 and the output 0 (so the initial state is dropped when t = 0 is
+// padding, and a document after padding starts from 0), padding inputs reach no output, and no gradient
+// flows from or into padding positions.
 #include "ops/ops.h"
 
 #include <ATen/core/Tensor.h>

@@ -82,6 +82,8 @@ struct ScanOperands {
     return (blk.b * geo.groups + blk.group) * geo.seqlen * geo.dstate;
   }
   bool reset_at(const int32_t* sidx, int64_t t) const { return sidx && t > 0 && sidx[t] != sidx[t - 1]; }
+  // Padding (seq_idx < 0): the step is skipped, with state 0 and output 0 (and no gradients) there.
+  static bool pad_at(const int32_t* sidx, int64_t t) { return sidx && sidx[t] < 0; }
   const int32_t* seq_row(int64_t b) const {
     return seq_idx.defined() ? seq_idx.const_data_ptr<int32_t>() + b * geo.seqlen : nullptr;
   }
@@ -162,6 +164,11 @@ void forward_block(const ScanOperands<S>& op, const ChannelBlock& blk, at::Tenso
       for (int64_t t = 0; t < T; ++t) zb[t] = simd::vsilu(zb[t]);
     }
     for (int64_t t = 0; t < T; ++t) {
+      if (op.pad_at(sidx, t0 + t)) {
+        std::fill(x, x + N, V{});
+        yb[t] = V{};
+        continue;
+      }
       if (op.reset_at(sidx, t0 + t)) std::fill(x, x + N, V{});
       const V dt = dtb[t], du = dt * ub[t];
       V y0 = p.D * ub[t], y1{};  // two accumulators halve the dependency chain over n
@@ -252,7 +259,8 @@ void recompute_checkpoints(const ScanOperands<S>& op, BlockAdjoint<S>& a) {
   for (int64_t t0 = 0; t0 < (nseg - 1) * kSegment; t0 += kChunk) {
     load_u_dt(op, a.p, a.blk, t0, kChunk, ub, dtb, nullptr);
     for (int64_t t = 0; t < kChunk; ++t) {
-      if (op.reset_at(sidx, t0 + t)) std::fill(x.begin(), x.end(), V{});
+      if (op.reset_at(sidx, t0 + t) || op.pad_at(sidx, t0 + t)) std::fill(x.begin(), x.end(), V{});
+      if (op.pad_at(sidx, t0 + t)) continue;
       const V dt = dtb[t], du = dt * ub[t];
       const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
       for (int64_t n = 0; n < N; ++n) {
@@ -309,6 +317,13 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
   // Recompute states, exp(delta A) and the pre-gate output inside the segment.
   const V* xprev = &a.ck[s * N];
   for (int64_t t = 0; t < T; ++t) {
+    if (op.pad_at(sidx, t0 + t)) {  // state 0, output 0
+      std::fill(&E[t * N], &E[t * N] + N, V{});
+      std::fill(&H[t * N], &H[t * N] + N, V{});
+      yb[t] = V{};
+      xprev = &H[t * N];
+      continue;
+    }
     const V dt = dtb[t], du = dt * ub[t];
     const S* Brow = kVarB ? Bg + (t0 + t) * N : nullptr;
     const S* Crow = kVarC ? Cg + (t0 + t) * N : nullptr;
@@ -344,6 +359,13 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
   if constexpr (kN > 0) std::copy(a.carry.begin(), a.carry.end(), carry_regs);
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t tt = t0 + t;
+    if (op.pad_at(sidx, tt)) {  // the state there is constant 0: nothing flows back through it
+      V* carry = kN > 0 ? carry_regs : a.carry.data();
+      std::fill(carry, carry + N, V{});
+      ub[t] = dtb[t] = V{};
+      if (has_z) zb[t] = V{};
+      continue;
+    }
     const bool reset = op.reset_at(sidx, tt);
     V dy = gob[t];
     if (has_z) {

@@ -35,6 +35,7 @@ std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at:
                                : at::zeros({g.batch, g.dim, g.dstate}, u.options().dtype(cd));  // (B, D, N)
   std::vector<at::Tensor> ys;
   ys.reserve(g.seqlen);
+  const at::Tensor zero = at::zeros({}, u.options().dtype(cd));
   for (int64_t t = 0; t < g.seqlen; ++t) {
     if (seq_idx && t > 0) {  // a new document starts: forget the state
       const at::Tensor same = seq_idx->select(1, t).eq(seq_idx->select(1, t - 1));  // (B,)
@@ -43,11 +44,14 @@ std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at:
     const at::Tensor dt_t = dt.select(2, t).unsqueeze(-1);                   // (B, D, 1)
     const at::Tensor u_t = uc.select(2, t).unsqueeze(-1);                    // (B, D, 1)
     x = at::exp(dt_t * Ac) * x + dt_t * u_t * bc_at(Bc, t, g.batch, g.dim);  // (B, D, N)
+    // Padding: no state (the initial state too is dropped when t = 0 is padding).
+    if (seq_idx) x = at::where(seq_idx->select(1, t).lt(0).view({g.batch, 1, 1}), zero, x);
     ys.push_back((x * bc_at(Cc, t, g.batch, g.dim)).sum(-1));                // (B, D)
   }
   at::Tensor y = at::stack(ys, 2);  // (B, D, L)
   if (D) y = y + D->to(cd).unsqueeze(-1) * uc;
   if (z) y = y * at::silu(z->to(cd));
+  if (seq_idx) y = at::where(seq_idx->lt(0).unsqueeze(1), zero, y);  // padding outputs 0
   at::Tensor last = return_last_state ? x : at::empty({0}, u.options().dtype(cd));
   return {y.to(u.scalar_type()), last};
 }

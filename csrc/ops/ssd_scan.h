@@ -10,6 +10,9 @@
 //   S_t = exp(dt'_t A) S_{t-1} + dt'_t x_t B_t^T      (S_{-1} = initial_states or 0; reset to 0
 //                                                      wherever seq_idx changes)
 //   y_t = S_t C_t + D x_t;   out = y * silu(z) (when z)
+// seq_idx numbers packed documents, each one contiguous run; negative ids mark padding (as causal-conv1d):
+// there the state is 0 and the output 0 (the initial state is dropped when t = 0 is padding, a document
+// after padding starts from 0), padding inputs reach no output, no gradient flows from or into them.
 // chunk_size only changes how the work is grouped (and the rounding), never the result.
 #include "ops/ops.h"
 

@@ -47,14 +47,26 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan_chunked(const at::Tensor& x, const a
   const int64_t Q = std::min(chunk_size, L), nc = (L + Q - 1) / Q, Lp = nc * Q;
   const auto opts = x.options().dtype(cd);
 
-  // dt' (b, L, h); padded steps get dt' = 0: no decay, no input, so they change nothing.
-  const at::Tensor d = ssd_effective_dt(dt, dt_bias, dt_softplus, g.dt_min, g.dt_max, cd);
+  // Padding steps (seq_idx < 0) of the input: every input there is replaced by 0 (a select, so that
+  // whatever they hold reaches nothing, in value or gradient), which with dt' = 0 makes the step change no
+  // state; its own segment then keeps that state 0, and its output is set to 0 at the end.
+  const OptTensor pad = seq_idx ? OptTensor(seq_idx->lt(0)) : std::nullopt;  // (b, L)
+  const at::Tensor zero = at::zeros({}, opts);
+  auto unpadded = [&](const at::Tensor& t) {  // t (b, L, ...) with padding steps zeroed
+    if (!pad) return t;
+    std::vector<int64_t> shape(t.dim(), 1);
+    shape[0] = b, shape[1] = L;
+    return at::where(pad->view(shape), zero, t);
+  };
+  // dt' (b, L, h); steps padded up to whole chunks get dt' = 0 too: no decay, no input. (dt is replaced
+  // before the softplus as well: its derivative at a NaN would be NaN, and 0 x NaN is not 0.)
+  const at::Tensor d = unpadded(ssd_effective_dt(unpadded(dt), dt_bias, dt_softplus, g.dt_min, g.dt_max, cd));
   // x converted once: autograd would otherwise round each use's gradient to x's dtype before summing.
-  const at::Tensor xc = x.to(cd);
+  const at::Tensor xc = unpadded(x.to(cd));
   const at::Tensor xq = pad_seq(xc, Lp).view({b, nc, Q, h, p});
   const at::Tensor dq = pad_seq(d, Lp).view({b, nc, Q, h}).permute({0, 1, 3, 2});                // (b, nc, h, Q)
-  const at::Tensor Bq = pad_seq(B.to(cd), Lp).view({b, nc, Q, ng, n}).permute({0, 1, 3, 2, 4});  // (b,nc,g,Q,n)
-  const at::Tensor Cq = pad_seq(C.to(cd), Lp).view({b, nc, Q, ng, n}).permute({0, 1, 3, 2, 4});  // (b,nc,g,Q,n)
+  const at::Tensor Bq = pad_seq(unpadded(B.to(cd)), Lp).view({b, nc, Q, ng, n}).permute({0, 1, 3, 2, 4});
+  const at::Tensor Cq = pad_seq(unpadded(C.to(cd)), Lp).view({b, nc, Q, ng, n}).permute({0, 1, 3, 2, 4});
   const at::Tensor cs = (dq * A.to(cd).view({1, 1, h, 1})).cumsum(-1);                            // (b, nc, h, Q)
   const at::Tensor cs_end = cs.narrow(-1, Q - 1, 1);                                              // (b, nc, h, 1)
 
@@ -94,6 +106,8 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan_chunked(const at::Tensor& x, const a
   at::Tensor carry = at::exp(cs_end.squeeze(-1));  // (b, nc, h)
   if (seq_idx) carry = carry * seg.narrow(-1, Q - 1, 1).eq(seg_before).to(cd);
   at::Tensor S = initial_states ? initial_states->to(cd) : at::zeros({b, h, p, n}, opts);
+  // The initial state belongs to the document of t = 0: dropped when that is padding.
+  if (initial_states && pad) S = at::where(pad->select(1, 0).view({b, 1, 1, 1}), zero, S);
   std::vector<at::Tensor> before;  // state entering each chunk
   before.reserve(nc);
   for (int64_t c = 0; c < nc; ++c) {
@@ -113,7 +127,8 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan_chunked(const at::Tensor& x, const a
 
   y = y.permute({0, 1, 3, 2, 4}).reshape({b, Lp, h, p}).narrow(1, 0, L);  // (b, L, h, p)
   if (D) y = y + (D->dim() == 1 ? D->to(cd).unsqueeze(-1) : D->to(cd)) * xc;
-  if (z) y = y * at::silu(z->to(cd));
+  if (z) y = y * at::silu(unpadded(z->to(cd)));
+  y = unpadded(y);
   at::Tensor final_states = return_final_states ? S : at::empty({0}, opts);
   return {y.to(x.scalar_type()).contiguous(), final_states};
 }

@@ -50,6 +50,7 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan(const at::Tensor& x, const at::Tenso
                                 : at::zeros({g.batch, g.heads, g.headdim, g.dstate}, x.options().dtype(cd));
   std::vector<at::Tensor> ys;
   ys.reserve(g.seqlen);
+  const at::Tensor zero = at::zeros({}, x.options().dtype(cd));
   for (int64_t t = 0; t < g.seqlen; ++t) {
     if (seq_idx && t > 0) {  // a new document starts: forget the state
       const at::Tensor same = seq_idx->select(1, t).eq(seq_idx->select(1, t - 1));  // (b,)
@@ -59,11 +60,14 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan(const at::Tensor& x, const at::Tenso
     const at::Tensor x_t = xc.select(1, t).unsqueeze(-1);          // (b, h, p, 1)
     const at::Tensor B_t = Bh.select(1, t).unsqueeze(2);           // (b, h, 1, n)
     S = at::exp(d_t * Ac.view({1, g.heads, 1, 1})) * S + d_t * x_t * B_t;  // (b, h, p, n)
+    // Padding: no state (the initial state too is dropped when t = 0 is padding).
+    if (seq_idx) S = at::where(seq_idx->select(1, t).lt(0).view({g.batch, 1, 1, 1}), zero, S);
     ys.push_back((S * Ch.select(1, t).unsqueeze(2)).sum(-1));     // (b, h, p)
   }
   at::Tensor y = at::stack(ys, 1);  // (b, L, h, p)
   if (D) y = y + D_bcast(*D, cd) * xc;
   if (z) y = y * at::silu(z->to(cd));
+  if (seq_idx) y = at::where(seq_idx->lt(0).view({g.batch, g.seqlen, 1, 1}), zero, y);  // padding outputs 0
   at::Tensor final_states = return_final_states ? S : at::empty({0}, x.options().dtype(cd));
   return {y.to(x.scalar_type()), final_states};
 }

@@ -1,7 +1,7 @@
 // CUDA kernels of mft::causal_conv1d: one thread per output element for the forward and the input
 // gradient; one thread per (batch, channel) row for the weight and bias gradients (a sequential sum
 // over time, so the result does not depend on scheduling). Correct-first versions: the CPU kernels and
-// the reference are the oracles (tests/cuda/test_cuda_ops.cpp).
+// the reference are the oracles (tests/cuda/test_cuda_ops.cpp). Padding (seq_idx < 0) outputs 0.
 #include "causal_conv1d/conv_params.h"
 
 namespace mft::cuda {
@@ -18,12 +18,19 @@ __device__ S sigmoid(S v) {
   return S(1) / (S(1) + exp(-v));
 }
 
+// Output t of batch row b is padding (seq_idx < 0): it is 0 and passes no gradient back.
+template <typename S>
+__device__ bool padding(const ConvParams<S>& p, int64_t b, int64_t t) {
+  return p.seq && p.seq[b * p.seqlen + t] < 0;
+}
+
 // Input position src = t - (W - 1) + k of row (b, d): x, an initial state, or 0; masked to the document
-// of output t.
+// of output t (0 for a padding output).
 template <typename S>
 __device__ S tap_input(const ConvParams<S>& p, int64_t b, int64_t d, int64_t t, int64_t k) {
   const int64_t pad = p.width - 1, src = t - pad + k;
   const int32_t* seq = p.seq ? p.seq + b * p.seqlen : nullptr;
+  if (seq && seq[t] < 0) return S(0);  // a padding output reads nothing
   if (src >= 0) {
     if (seq && seq[src] != seq[t]) return S(0);
     return p.x[(b * p.dim + d) * p.seqlen + src];
@@ -44,6 +51,10 @@ __global__ void forward_kernel(ConvParams<S> p, S* out) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.batch * p.dim * p.seqlen) return;
   const int64_t t = i % p.seqlen, row = i / p.seqlen, d = row % p.dim, b = row / p.dim;
+  if (padding(p, b, t)) {
+    out[i] = S(0);
+    return;
+  }
   const S a = pre_activation(p, b, d, t);
   out[i] = p.silu ? a * sigmoid(a) : a;
 }
@@ -53,11 +64,15 @@ template <typename S>
 __global__ void activation_grad_kernel(ConvParams<S> p, const S* dout, S* g) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.batch * p.dim * p.seqlen) return;
+  const int64_t t = i % p.seqlen, row = i / p.seqlen, d = row % p.dim, b = row / p.dim;
+  if (padding(p, b, t)) {  // the output there is constant 0
+    g[i] = S(0);
+    return;
+  }
   if (!p.silu) {
     g[i] = dout[i];
     return;
   }
-  const int64_t t = i % p.seqlen, row = i / p.seqlen, d = row % p.dim, b = row / p.dim;
   const S a = pre_activation(p, b, d, t), s = sigmoid(a);
   g[i] = dout[i] * s * (S(1) + a * (S(1) - s));
 }

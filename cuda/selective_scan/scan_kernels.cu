@@ -2,7 +2,7 @@
 // that channel's dstate states in registers through time. The backward walks the segments last to
 // first, recomputes each segment's states from the forward's checkpoint into a scratch buffer, then runs
 // the adjoint recurrence backwards in time. Every gradient is written per (batch, channel) and reduced
-// by the caller in a fixed order: deterministic. Correct-first versions (the CPU kernels and the plain
+// by the caller in a fixed order: deterministic. Padding steps (seq_idx < 0) hold state 0 and output 0. Correct-first versions (the CPU kernels and the plain
 // reference are the oracles); the chunked, warp-parallel fast path is the next step of issue 8.
 #include "selective_scan/scan_params.h"
 
@@ -36,6 +36,8 @@ struct Row {
   __device__ bool reset(int64_t t) const {
     return p.seq && t > 0 && p.seq[b * p.seqlen + t] != p.seq[b * p.seqlen + t - 1];
   }
+  // Padding (seq_idx < 0): state 0, output 0, no gradients.
+  __device__ bool padding(int64_t t) const { return p.seq && p.seq[b * p.seqlen + t] < 0; }
   __device__ S raw_delta(int64_t t) const { return p.delta[at(t)] + (p.bias ? p.bias[d] : S(0)); }
   __device__ S delta(int64_t t) const {
     const S r = raw_delta(t);
@@ -57,6 +59,12 @@ __global__ void forward_kernel(ScanParams<S> p, S* out, S* last, S* ck) {
 #pragma unroll
       for (int n = 0; n < kMaxDstate; ++n)
         if (n < N) ck[(row * nseg + t / kScanSegment) * N + n] = h[n];
+    }
+    if (r.padding(t)) {
+#pragma unroll
+      for (int n = 0; n < kMaxDstate; ++n) h[n] = S(0);
+      out[r.at(t)] = S(0);
+      continue;
     }
     const bool reset = r.reset(t);
     const S dt = r.delta(t), u = p.u[r.at(t)], du = dt * u;
@@ -105,15 +113,32 @@ __global__ void backward_kernel(ScanParams<S> p, const S* dout, const S* dlast, 
     // Recompute the segment's states.
     for (int64_t t = t0; t < t1; ++t) {
       const bool reset = r.reset(t);
+      S* cur = hs + (t - t0) * N;
+      if (r.padding(t)) {
+        for (int64_t n = 0; n < N; ++n) cur[n] = S(0);
+        continue;
+      }
       const S dt = r.delta(t), du = dt * p.u[r.at(t)];
       const S* prev = t == t0 ? h0 : hs + (t - t0 - 1) * N;
-      S* cur = hs + (t - t0) * N;
       for (int64_t n = 0; n < N; ++n) {
         cur[n] = exp(dt * p.A[r.d * N + n]) * (reset ? S(0) : prev[n]) + du * r.B(n, t);
       }
     }
     // Adjoint recurrence, t descending. carry = dLoss/dh_t from later steps.
     for (int64_t t = t1 - 1; t >= t0; --t) {
+      if (r.padding(t)) {  // the state there is constant 0: nothing flows back through it
+        du_out[r.at(t)] = ddelta_out[r.at(t)] = S(0);
+        if (p.z) dz_out[r.at(t)] = S(0);
+#pragma unroll
+        for (int n = 0; n < kMaxDstate; ++n) {
+          if (n < N) {
+            carry[n] = S(0);
+            if (p.var_C) dC_part[(row * N + n) * L + t] = S(0);
+            if (p.var_B) dB_part[(row * N + n) * L + t] = S(0);
+          }
+        }
+        continue;
+      }
       const bool reset = r.reset(t);
       const S raw = r.raw_delta(t), dt = p.softplus ? softplus(raw) : raw, u = p.u[r.at(t)];
       const S* cur = hs + (t - t0) * N;

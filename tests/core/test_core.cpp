@@ -412,3 +412,22 @@ TEST_CASE("memory_budget and local ranks", "[core]") {
   CHECK(mft::format_bytes(1.5 * 1024 * 1024 * 1024) == "1.5 GiB");
   CHECK(mft::format_bytes(312.0 * 1024 * 1024) == "312 MiB");
 }
+
+TEST_CASE("a new output removes its own stale temporaries (a killed run's), and only those", "[core]") {
+  TempDir dir;
+  const std::string host = mft::host_name();
+  const std::string stale = dir.file("model.pt.tmp-" + host + "-" + std::to_string(dead_pid()));
+  const std::string other = dir.file("other.pt.tmp-" + host + "-" + std::to_string(dead_pid()));
+  write(stale, std::string(1000, 'x'));
+  write(other, "x");
+  mft::write_file_atomically(dir.file("model.pt"), "new", "export");
+  CHECK(!fs::exists(stale));
+  CHECK(fs::exists(other));  // another output's: left to its own next run
+  const std::string stale_dir = dir.file("final.tmp-" + host + "-" + std::to_string(dead_pid()));
+  fs::create_directories(stale_dir);
+  {
+    mft::AtomicDir d(dir.file("final"), "save");
+    d.commit();
+  }
+  CHECK(!fs::exists(stale_dir));
+}

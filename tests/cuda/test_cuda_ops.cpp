@@ -137,11 +137,7 @@ TEST_CASE("CUDA causal_conv1d matches the CPU kernels over a grid", "[cuda]") {
         at::Tensor b = options ? randn({D}, dtype) : at::Tensor();
         at::Tensor init = options ? randn({B, D, width - 1}, dtype) : at::Tensor();
         at::Tensor seq;
-        if (options) {
-          at::Tensor starts = at::rand({B, L}) < 0.2;
-          starts.select(1, 0).fill_(false);
-          seq = starts.to(at::kInt).cumsum(1).to(at::kInt);
-        }
+        if (options) seq = packed_seq_idx(B, L, 0.2);  // documents and padding
         const at::Tensor w_out = at::randn({B, D, L}, at::kDouble);
         auto run = [&](bool cuda) {
           auto dev = [&](const at::Tensor& t) { return !t.defined() ? t : cuda ? t.cuda() : t.clone(); };

@@ -49,12 +49,7 @@ ScanInputs ScanInputs::make(const ScanCase& c) {
   // Without softplus delta + bias must stay positive, or exp(delta A) grows and the scan diverges.
   if (c.has_bias) in.bias = c.softplus ? randn({c.dim}, param, 0.5) : (at::rand({c.dim}, at::kDouble) * 0.2).to(param);
   if (c.has_init) in.init = randn({c.batch, c.dim, c.dstate}, param);
-  if (c.has_seq_idx) {
-    // Documents start where a random draw says so (never at t = 0).
-    at::Tensor starts = at::rand({c.batch, c.seqlen}) < 0.15;
-    starts.select(1, 0).fill_(false);
-    in.seq_idx = starts.to(at::kInt).cumsum(1).to(at::kInt);
-  }
+  if (c.has_seq_idx) in.seq_idx = packed_seq_idx(c.batch, c.seqlen);  // documents and padding
   if (c.non_contiguous) {
     in.u = non_contiguous(in.u);
     in.delta = non_contiguous(in.delta);

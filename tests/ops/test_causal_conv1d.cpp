@@ -37,11 +37,7 @@ ConvInputs make(const ConvCase& c) {
   in.w = randn({c.dim, c.width}, c.dtype, 0.5);
   if (c.bias) in.b = randn({c.dim}, c.dtype);
   if (c.init) in.init = randn({c.batch, c.dim, c.width - 1}, c.dtype);
-  if (c.seq_idx) {
-    at::Tensor starts = at::rand({c.batch, c.seqlen}) < 0.2;
-    starts.select(1, 0).fill_(false);
-    in.seq = starts.to(at::kInt).cumsum(1).to(at::kInt);
-  }
+  if (c.seq_idx) in.seq = packed_seq_idx(c.batch, c.seqlen, 0.2);  // documents and padding
   return in;
 }
 
@@ -155,6 +151,38 @@ TEST_CASE("causal_conv1d: packed documents never mix", "[causal_conv1d]") {
   const at::Tensor packed = mft::causal_conv1d(x, w, b, {}, true, seq);
   const at::Tensor alone = mft::causal_conv1d(x.narrow(2, split, L - split).contiguous(), w, b, {}, true);
   CHECK(normalised_error(packed.narrow(2, split, L - split), alone) <= fp32_bound(L, 4));
+}
+
+TEST_CASE("causal_conv1d: negative seq_idx is padding (0 out, no gradient, nothing leaks)", "[causal_conv1d]") {
+  at::manual_seed(21);
+  const int64_t B = 3, D = 20, L = 13, W = 4;
+  const at::Tensor seq = packed_seq_idx(B, L, 0.2), pad = seq.lt(0).unsqueeze(1);  // (B, 1, L)
+  at::Tensor x = at::randn({B, D, L}), w = at::randn({D, W}), b = at::randn({D}), init = at::randn({B, D, W - 1});
+  auto run = [&](const at::Tensor& xin, bool silu) {
+    std::vector<at::Tensor> leaves = {xin.clone().requires_grad_(true), w.clone().requires_grad_(true),
+                                      b.clone().requires_grad_(true), init.clone().requires_grad_(true)};
+    const at::Tensor out = mft::causal_conv1d(leaves[0], leaves[1], leaves[2], leaves[3], silu, seq);
+    out.backward(at::ones_like(out));
+    std::vector<at::Tensor> r{out.detach()};
+    for (auto& t : leaves) r.push_back(t.grad());
+    return r;
+  };
+  for (bool silu : {false, true}) {
+    INFO("silu " << silu);
+    const auto clean = run(x, silu);
+    CHECK(at::equal(clean[0].masked_select(pad.expand_as(x)), at::zeros({pad.expand_as(x).sum().item<int64_t>()})));
+    CHECK(at::equal(clean[1].masked_select(pad.expand_as(x)), at::zeros({pad.expand_as(x).sum().item<int64_t>()})));
+    // Row 0 starts with padding: its initial states belong to it and get no gradient.
+    CHECK(at::equal(clean[4].select(0, 0), at::zeros({D, W - 1})));
+    // NaN in every padding input changes nothing anywhere (values and gradients, bit for bit).
+    const auto poisoned = run(at::where(pad, at::full({}, NAN), x), silu);
+    for (size_t i = 0; i < clean.size(); ++i) {
+      INFO("output/gradient " << i);
+      CHECK(at::equal(poisoned[i], clean[i]));
+    }
+    const at::Tensor ref = mft::reference::causal_conv1d(x, w, b, init, silu, seq);
+    CHECK(normalised_error(clean[0], ref) <= fp32_bound(L, W));
+  }
 }
 
 TEST_CASE("causal_conv1d under CPU autocast runs in the autocast dtype", "[causal_conv1d][autocast]") {

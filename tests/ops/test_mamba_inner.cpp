@@ -62,7 +62,7 @@ struct InnerInputs {
       t.lora_A[k] = randn({c.lora_rank, ins[k]}, d, 0.4);
       t.lora_B[k] = randn({outs[k], c.lora_rank}, d, 0.4);  // never zero: the low-rank path must matter
     }
-    t.seq_idx = (at::arange(c.seqlen, at::kInt) >= c.seqlen / 3).to(at::kInt).unsqueeze(0).repeat({c.batch, 1});
+    t.seq_idx = packed_seq_idx(c.batch, c.seqlen, 0.2);  // documents and padding
     t.dout = randn({c.batch, c.seqlen, c.model_dim}, d);
     return t;
   }
@@ -131,7 +131,9 @@ at::Tensor unfused(const MambaInnerArgs& a) {
   const at::Tensor y = std::get<0>(mft::selective_scan(xc, dt, a.A, x_dbl.narrow(1, R, N), x_dbl.narrow(1, R + N, N),
                                                        a.D, a.xz.narrow(1, E, E), a.dt_bias, true, {}, false,
                                                        a.seq_idx));
-  return lin(y, a.out_proj_weight, a.out_proj_bias, a.out_proj_lora);
+  const at::Tensor out = lin(y, a.out_proj_weight, a.out_proj_bias, a.out_proj_lora);
+  // Padding rows are 0, the bias too (the op's rule; y is already 0 there).
+  return a.seq_idx ? at::where(a.seq_idx->lt(0).unsqueeze(-1), at::zeros({}, out.options()), out) : out;
 }
 
 using Forward = at::Tensor (*)(const MambaInnerArgs&);
@@ -253,12 +255,15 @@ TEST_CASE("mamba_inner gradients match fp64 central finite differences", "[mamba
       at::NoGradGuard g;
       return (mft::mamba_inner(args_of(plain, in, c)) * in.dout).sum().item<double>();
     };
+    const double loss0 = std::abs(loss());
     for (size_t i = 0; i < plain.t.size(); ++i) {
       INFO(kNames[i + 1]);
       REQUIRE(got[i + 1].defined());
       const at::Tensor fd = finite_difference(loss, plain.t[i]);
-      // Central differences with h = 1e-6: truncation O(h^2) and rounding O(eps/h), about 1e-9 here.
-      CHECK(normalised_error(got[i + 1], fd) < 1e-7);
+      // Central differences with h = 1e-6: truncation O(h^2) = 1e-12, and the loss's rounding (about 10^3
+      // fp64 operations deep: 10^3 x 1.1e-16 x |loss|) divided by 2h, relative to the largest gradient.
+      const double rounding = 1e3 * 1.1e-16 * loss0 / 2e-6 / std::max(fd.abs().max().item<double>(), 1e-30);
+      CHECK(normalised_error(got[i + 1], fd) < 1e-7 + rounding);
     }
   }
 }
@@ -348,6 +353,27 @@ TEST_CASE("mamba_inner under autocast computes in the autocast dtype", "[mamba_i
   const Leaves r = leaves(in, c, at::kDouble, at::kDouble);
   const at::Tensor ref = mft::reference::mamba_inner(args_of(r, in, c));
   check_within_bound("autocast out", out, ref, plain, c.seqlen, c.inner + c.model_dim);
+}
+
+TEST_CASE("mamba_inner: negative seq_idx is padding (0 out, bias too; no gradient from or into it)",
+          "[mamba_inner]") {
+  at::manual_seed(24);
+  InnerCase c;
+  c.batch = 3, c.inner = 8, c.seqlen = 12, c.dstate = 4, c.dt_rank = 2, c.model_dim = 5;
+  c.seq_idx = true, c.out_bias = true, c.train_base = true, c.lora_targets = 7;
+  const InnerInputs in = InnerInputs::make(c);
+  const Leaves l = leaves(in, c, at::kFloat, at::kFloat);
+  const std::vector<at::Tensor> r = run(&mft::mamba_inner, l, in, c);
+  const at::Tensor pad = in.seq_idx.lt(0);                                  // (B, L)
+  const at::Tensor rows = pad.unsqueeze(-1).expand_as(r[0]);                 // (B, L, Dm)
+  const int64_t n = rows.sum().item<int64_t>();
+  REQUIRE(n > 0);
+  CHECK(at::equal(r[0].masked_select(rows), at::zeros({n}, r[0].options())));
+  const at::Tensor cols = pad.unsqueeze(1).expand_as(r[1]);                  // dxz (B, 2E, L)
+  CHECK(at::equal(r[1].masked_select(cols), at::zeros({cols.sum().item<int64_t>()}, r[1].options())));
+  // The bias gradient sums dout over the real rows only.
+  const at::Tensor dout = in.dout.to(at::kFloat);
+  CHECK(at::allclose(r[7], dout.masked_fill(pad.unsqueeze(-1), 0).sum(at::IntArrayRef{0, 1}), 1e-5, 1e-6));
 }
 
 TEST_CASE("mamba_inner is registered and rejects bad arguments", "[mamba_inner]") {

@@ -180,6 +180,45 @@ TEST_CASE("selective_scan: packed documents never leak into each other", "[selec
   CHECK(normalised_error(last, alone_last) <= fp32_bound(c.seqlen, c.dstate));
 }
 
+TEST_CASE("selective_scan: negative seq_idx is padding (0 out, state 0, no gradient, nothing leaks)",
+          "[selective_scan]") {
+  at::manual_seed(22);
+  for (const int64_t dstate : {int64_t(4), int64_t(16)}) {  // the generic and the register-resident kernel
+    ScanCase c;
+    c.batch = 3, c.dim = 20, c.dstate = dstate, c.seqlen = 300;  // more than one 256-step segment
+    c.has_seq_idx = true;
+    ScanInputs in = ScanInputs::make(c);
+    const at::Tensor pad = in.seq_idx.lt(0).unsqueeze(1);  // (B, 1, L)
+    const int64_t npad = pad.expand_as(in.u).sum().item<int64_t>();
+    REQUIRE(npad > 0);
+    const at::Tensor w_out = at::randn({c.batch, c.dim, c.seqlen}, at::kDouble);
+    const at::Tensor w_last = at::randn({c.batch, c.dim, c.dstate}, at::kDouble);
+    const ScanResult clean = run_scan(in, Impl::Ops, w_out, w_last);
+    INFO("dstate " << dstate);
+    CHECK(at::equal(clean.out.masked_select(pad.expand_as(in.u)), at::zeros({npad})));
+    for (const size_t leaf : {size_t(0), size_t(1), size_t(6)}) {  // u, delta, z
+      CHECK(at::equal(clean.grads[leaf].masked_select(pad.expand_as(in.u)), at::zeros({npad}, clean.grads[leaf].options())));
+    }
+    CHECK(at::equal(clean.last.select(0, c.batch - 1), at::zeros({c.dim, c.dstate})));  // ends in padding
+    CHECK(at::equal(clean.grads[8].select(0, 0), at::zeros({c.dim, c.dstate})));       // starts in padding
+    // NaN in every padding input of u, delta, z, B, C changes nothing.
+    ScanInputs poisoned = in;
+    const at::Tensor nan = at::full({}, NAN);
+    for (at::Tensor* t : {&poisoned.u, &poisoned.delta, &poisoned.z}) *t = at::where(pad, nan, *t);
+    for (at::Tensor* t : {&poisoned.B, &poisoned.C}) *t = at::where(in.seq_idx.lt(0).unsqueeze(1), nan, *t);
+    const ScanResult p = run_scan(poisoned, Impl::Ops, w_out, w_last);
+    CHECK(at::equal(p.out, clean.out));
+    CHECK(at::equal(p.last, clean.last));
+    for (size_t i = 0; i < clean.grads.size(); ++i) {
+      INFO(in.leaf_names()[i]);
+      if (!clean.grads[i].defined()) continue;
+      const at::Tensor keep = i == 3 || i == 4 ? in.seq_idx.ge(0).unsqueeze(1).expand_as(clean.grads[i])
+                                               : at::ones_like(clean.grads[i], at::kBool);
+      CHECK(at::equal(p.grads[i].masked_select(keep), clean.grads[i].masked_select(keep)));
+    }
+  }
+}
+
 TEST_CASE("selective_scan under CPU autocast: activations low precision, states fp32", "[selective_scan][autocast]") {
   at::manual_seed(5);
   ScanCase c;

@@ -59,10 +59,11 @@ struct SsdInputs {
     if (c.has_bias) in.bias = randn({c.heads}, st, 0.3);
     if (c.has_init) in.init = randn({c.batch, c.heads, c.headdim, c.dstate}, st);
     if (c.has_seq_idx) {
-      // Batch 0: documents of length 3, 1, rest; other rows one document.
+      // Batch 0: documents of length 3, 1, rest; other rows one document; then padding (packed_seq_idx's).
       in.seq_idx = at::zeros({c.batch, c.seqlen}, at::kInt);
       in.seq_idx[0].narrow(0, std::min<int64_t>(3, c.seqlen), c.seqlen - std::min<int64_t>(3, c.seqlen)).fill_(1);
       if (c.seqlen > 4) in.seq_idx[0].narrow(0, 4, c.seqlen - 4).fill_(2);
+      in.seq_idx = at::where(packed_seq_idx(c.batch, c.seqlen, 0).lt(0), -1, in.seq_idx).to(at::kInt);
     }
     in.softplus = c.softplus;
     in.final_states = c.final_states;
@@ -238,6 +239,49 @@ TEST_CASE("ssd_scan: packed documents never leak into each other", "[ssd_scan]")
                                                 opt(in.D), tail(in.z), opt(in.bias), {}, {}, true, {}, true);
   CHECK(normalised_error(tail(packed), alone) <= fp32_bound(c.seqlen, c.dstate + c.chunk));
   CHECK(normalised_error(fin, alone_fin) <= fp32_bound(c.seqlen, c.dstate + c.chunk));
+}
+
+TEST_CASE("ssd_scan: negative seq_idx is padding (0 out, state 0, no gradient, nothing leaks)", "[ssd_scan]") {
+  at::manual_seed(23);
+  SsdCase c;
+  c.batch = 3, c.seqlen = 21, c.chunk = 8;
+  c.has_seq_idx = true;
+  SsdInputs in = SsdInputs::make(c);
+  const at::Tensor pad = in.seq_idx.lt(0).view({c.batch, c.seqlen, 1, 1});
+  auto run = [&](const SsdInputs& i) {
+    std::vector<at::Tensor> leaves = {i.x.clone().requires_grad_(true), i.dt.clone().requires_grad_(true),
+                                      i.z.clone().requires_grad_(true), i.init.clone().requires_grad_(true)};
+    auto [out, fin] = mft::ssd_scan(leaves[0], leaves[1], i.A, i.B, i.C, i.chunk, opt(i.D), leaves[2], opt(i.bias),
+                                    leaves[3], i.seq_idx, i.softplus, i.dt_limit(), true);
+    (out.sum() + fin.sum()).backward();
+    std::vector<at::Tensor> r{out.detach(), fin.detach()};
+    for (auto& t : leaves) r.push_back(t.grad());
+    return r;
+  };
+  const auto clean = run(in);
+  const at::Tensor padx = pad.expand_as(in.x);
+  const int64_t npad = padx.sum().item<int64_t>();
+  REQUIRE(npad > 0);
+  CHECK(at::equal(clean[0].masked_select(padx), at::zeros({npad})));
+  CHECK(at::equal(clean[2].masked_select(padx), at::zeros({npad})));  // dx
+  CHECK(at::equal(clean[4].masked_select(padx), at::zeros({npad})));  // dz
+  CHECK(at::equal(clean[1].select(0, c.batch - 1), at::zeros_like(clean[1].select(0, 0))));  // ends in padding
+  CHECK(at::equal(clean[5].select(0, 0), at::zeros_like(clean[5].select(0, 0))));           // starts in padding
+  SsdInputs poisoned = in;
+  const at::Tensor nan = at::full({}, NAN);
+  poisoned.x = at::where(padx, nan, in.x);
+  poisoned.z = at::where(padx, nan, in.z);
+  poisoned.dt = at::where(in.seq_idx.lt(0).unsqueeze(-1), nan, in.dt);
+  const auto p = run(poisoned);
+  for (size_t i = 0; i < clean.size(); ++i) {
+    INFO("output/gradient " << i);
+    CHECK(at::equal(p[i], clean[i]));
+  }
+  const auto [ref, ref_fin] = mft::reference::ssd_scan(in.x, in.dt, in.A, in.B, in.C, in.chunk, opt(in.D), opt(in.z),
+                                                       opt(in.bias), opt(in.init), in.seq_idx, in.softplus,
+                                                       in.dt_limit(), true);
+  CHECK(normalised_error(clean[0], ref) <= fp32_bound(c.seqlen, c.dstate + c.chunk));
+  CHECK(normalised_error(clean[1], ref_fin) <= fp32_bound(c.seqlen, c.dstate + c.chunk));
 }
 
 TEST_CASE("ssd_scan under CPU autocast: activations low precision, states fp32", "[ssd_scan][autocast]") {
