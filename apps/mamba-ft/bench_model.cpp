@@ -22,9 +22,15 @@ Runner add_bench_model(CLI::App& app) {
   cmd->add_option("--model", a->model, "HF model folder or preset:NAME")->required();
   cmd->add_option("--dtype", a->dtype, "fp32, bf16 or fp16")->capture_default_str();
   cmd->add_option("--seed", a->seed, "preset initialisation seed");
-  cmd->add_option("--prompt-tokens", a->opt.prompt_tokens, "prefill length")->check(int_in(1, kMaxTokens))->capture_default_str();
-  cmd->add_option("--decode-tokens", a->opt.decode_tokens, "timed decode steps")->check(int_in(1, kMaxTokens))->capture_default_str();
-  cmd->add_option("--repeats", a->opt.repeats, "best of N prefills")->check(int_in(1, kMaxRepeats))->capture_default_str();
+  cmd->add_option("--prompt-tokens", a->opt.prompt_tokens, "prefill length")
+      ->check(int_in(1, kMaxTokens))
+      ->capture_default_str();
+  cmd->add_option("--decode-tokens", a->opt.decode_tokens, "timed decode steps")
+      ->check(int_in(1, kMaxTokens))
+      ->capture_default_str();
+  cmd->add_option("--repeats", a->opt.repeats, "best of N prefills")
+      ->check(int_in(1, kMaxRepeats))
+      ->capture_default_str();
   cmd->add_flag("--json", a->json, "one JSON object on stdout");
   return [a] {
     const models::MemoryEstimate need = bench::model_bench_memory(a->model, a->opt, models::parse_dtype(a->dtype));

@@ -25,8 +25,12 @@ Runner add_bench_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seq", a->opt.seq, "tokens per sequence")->check(int_in(1, kMaxTokens))->capture_default_str();
   cmd->add_option("--batch", a->opt.batch, "sequences per step")->check(int_in(1, kMaxBatch))->capture_default_str();
-  cmd->add_option("--steps", a->opt.steps, "timed steps (median)")->check(int_in(1, kMaxRepeats))->capture_default_str();
-  cmd->add_option("--warmup", a->opt.warmup, "untimed steps first")->check(int_in(0, kMaxRepeats))->capture_default_str();
+  cmd->add_option("--steps", a->opt.steps, "timed steps (median)")
+      ->check(int_in(1, kMaxRepeats))
+      ->capture_default_str();
+  cmd->add_option("--warmup", a->opt.warmup, "untimed steps first")
+      ->check(int_in(0, kMaxRepeats))
+      ->capture_default_str();
   cmd->add_option("--lora-rank", a->opt.lora_rank, "LoRA rank")->check(int_in(1, 1 << 16))->capture_default_str();
   cmd->add_option("--lora-alpha", a->opt.lora_alpha, "LoRA alpha")->capture_default_str();
   cmd->add_option("--lora-targets", a->opt.lora_targets, "LoRA target modules (default: the family's)");

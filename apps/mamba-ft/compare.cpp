@@ -2,8 +2,8 @@
 //  [--csv-dir DIR]`: the paper's metrics over `mamba-ft eval` results (eval/compare.h): divergence of each run
 // from the reference with spike counts, ICL improvement per run and the ICL ratio of paired models; markdown
 // on stdout, CSV files in DIR.
-#include "core/file_io.h"
 #include "commands.h"
+#include "core/file_io.h"
 
 #include "eval/compare.h"
 
@@ -46,8 +46,8 @@ int run_compare(const CompareArgs& a) {
     icl.insert(icl.end(), rows.begin(), rows.end());
   }
   if (!icl.empty()) {
-    fmt::print("## ICL improvement (mean over k = 1, 3, 5 of acc_k - acc_0){}\n\n{}", paired.empty() ? "" : " and ratio",
-               eval::icl_markdown(icl));
+    fmt::print("## ICL improvement (mean over k = 1, 3, 5 of acc_k - acc_0){}\n\n{}",
+               paired.empty() ? "" : " and ratio", eval::icl_markdown(icl));
   } else {
     fmt::print("(no ICL table: the runs lack 0-shot plus 1-, 3- or 5-shot results)\n");
   }
@@ -70,8 +70,9 @@ Runner add_compare(CLI::App& app) {
   cmd->add_option("runs", a->runs, "results JSON files of `mamba-ft eval`")->required();
   cmd->add_option("--reference", a->reference, "results the runs diverge from (e.g. fp32 full fine-tuning)");
   cmd->add_option("--pair", a->pairs, "MODEL.json=TRANSFORMER.json: ICL ratio of a run against its paired model");
-  cmd->add_option("--metric", a->metric, "acc, acc_norm or acc_bytes (default: acc_norm for hellaswag and "
-                                         "arc_challenge, acc otherwise, as the paper)");
+  cmd->add_option("--metric", a->metric,
+                  "acc, acc_norm or acc_bytes (default: acc_norm for hellaswag and "
+                  "arc_challenge, acc otherwise, as the paper)");
   cmd->add_option("--csv-dir", a->csv_dir, "write divergence.csv and icl.csv here");
   return [a] { return run_compare(*a); };
 }

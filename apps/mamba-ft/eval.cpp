@@ -69,9 +69,10 @@ int run_eval(EvalArgs a) {
   if (!a.recipe.empty()) {
     const auto runs = recipe::load_recipe_runs(a.recipe, a.overrides, recipe::Purpose::kEval);
     if (runs.size() != 1) {
-      throw std::runtime_error(fmt::format("eval: {} holds {} runs; evaluate one with runs.N... overrides removed, or "
-                                           "give --model",
-                                           a.recipe, runs.size()));
+      throw std::runtime_error(
+          fmt::format("eval: {} holds {} runs; evaluate one with runs.N... overrides removed, or "
+                      "give --model",
+                      a.recipe, runs.size()));
     }
     r = runs.front();
   } else if (!a.overrides.empty()) {
@@ -86,7 +87,8 @@ int run_eval(EvalArgs a) {
   }
   if (model.empty()) {
     model = r.model.path;
-    if (adapter.empty() && !r.output.dir.empty() && fs::exists(fs::path(r.output.dir) / "adapter" / "adapter_config.json"))
+    if (adapter.empty() && !r.output.dir.empty() &&
+        fs::exists(fs::path(r.output.dir) / "adapter" / "adapter_config.json"))
       adapter = (fs::path(r.output.dir) / "adapter").string();
   }
   if (model.empty()) throw std::runtime_error("eval: give --model (or a recipe with model.path)");
@@ -192,14 +194,16 @@ Runner add_eval(CLI::App& app) {
   cmd->add_option("--seed", a->model.seed, "preset initialisation seed")->capture_default_str();
   cmd->add_option("--tokenizer", a->model.tokenizer, "tokenizer.json, a folder, or 'bytes'");
   cmd->add_option("--adapter", a->adapter, "PEFT adapter folder to apply");
-  cmd->add_option("--tasks", a->tasks, "comma-separated: lambada_openai,hellaswag,piqa,arc_easy,arc_challenge,"
-                                       "winogrande,mmlu,mmlu_<subject>, or task YAML files");
+  cmd->add_option("--tasks", a->tasks,
+                  "comma-separated: lambada_openai,hellaswag,piqa,arc_easy,arc_challenge,"
+                  "winogrande,mmlu,mmlu_<subject>, or task YAML files");
   cmd->add_option("--data-dir", a->data_dir, "DATA_DIR/<task>/<split>.jsonl (default: data)");
   cmd->add_option("--shots", a->shots, "few-shot counts, e.g. 0,1,3,5 (default 0)");
   cmd->add_option("--seeds", a->seeds, "few-shot sampling seeds, e.g. 1234,42 (default 1234)");
   cmd->add_option("--limit", a->limit, "only the first N documents of each task")->check(int_in(0, INT64_MAX));
   cmd->add_option("--batch-size", a->batch_size, "sequences per forward pass (default 8)")->check(int_in(1, kMaxBatch));
-  cmd->add_option("--max-length", a->max_length, "longest input in tokens (default 2048)")->check(int_in(1, kMaxTokens));
+  cmd->add_option("--max-length", a->max_length, "longest input in tokens (default 2048)")
+      ->check(int_in(1, kMaxTokens));
   cmd->add_option("--output", a->output, "results JSON (written atomically)");
   cmd->add_flag("--log-samples", a->log_samples, "include every document's requests and loglikelihoods");
   cmd->add_flag("--allow-nonfinite", a->allow_nonfinite, "report NaN/Inf loglikelihoods instead of failing");

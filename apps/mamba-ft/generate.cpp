@@ -65,9 +65,8 @@ int run_generate(GenerateArgs& a) {
   // The prompt's bytes bound its tokens from above: the memory check needs no tokenizer.
   auto loaded = load_model_and_tokenizer(a.model, 1, int64_t(a.prompt.size()) + a.gen.max_new_tokens,
                                          "shorten --prompt or lower --max-new-tokens");
-  const std::string prompt_text = a.template_name.empty()
-                                      ? a.prompt
-                                      : data::render_prompt(resolve_template(a.template_name), a.prompt, "");
+  const std::string prompt_text =
+      a.template_name.empty() ? a.prompt : data::render_prompt(resolve_template(a.template_name), a.prompt, "");
   const auto prompt = loaded.tokenizer->encode(prompt_text);
   TORCH_CHECK(!prompt.empty(), "generate: the prompt encodes to no tokens");
   a.gen.seed = a.model.seed;

@@ -2,8 +2,8 @@
 // line on stderr and exit code 1.
 #include "cli_checks.h"
 #include "commands.h"
-#include "core/system_limits.h"
 #include "core/library_info.h"
+#include "core/system_limits.h"
 #include "models/memory_estimate.h"
 
 #include <ATen/Parallel.h>

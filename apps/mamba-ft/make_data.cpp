@@ -25,7 +25,8 @@ int run_make_data(const MakeDataOptions& o) {
     const std::filesystem::path p = std::filesystem::path(o.out) / name;
     fmt::print("{} ({} bytes)\n", p.string(), std::filesystem::file_size(p));
   }
-  fmt::print("{}/icl/{{capitals,arithmetic,reverse,recall}}.yaml (few-shot tasks for `mamba-ft eval --tasks`)\n", o.out);
+  fmt::print("{}/icl/{{capitals,arithmetic,reverse,recall}}.yaml (few-shot tasks for `mamba-ft eval --tasks`)\n",
+             o.out);
   return 0;
 }
 }  // namespace

@@ -28,9 +28,9 @@ struct MergeArgs {
 int run_merge(const MergeArgs& a) {
   const at::ScalarType dtype = models::parse_dtype(a.dtype);
   std::error_code ec;
-  TORCH_CHECK(!fs::exists(a.output, ec) || (fs::is_directory(a.output, ec) && fs::is_empty(a.output, ec)) ||
-                  a.overwrite,
-              "merge: --output ", a.output, " already exists; pass --overwrite to replace it whole");
+  TORCH_CHECK(
+      !fs::exists(a.output, ec) || (fs::is_directory(a.output, ec) && fs::is_empty(a.output, ec)) || a.overwrite,
+      "merge: --output ", a.output, " already exists; pass --overwrite to replace it whole");
   auto model = models::load_model(a.model);
   const peft::LoraConfig c = peft::load_peft_adapter(*model, a.adapter);
   const size_t adapted = peft::adapted_modules(*model).size();

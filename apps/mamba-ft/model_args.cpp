@@ -6,7 +6,6 @@
 
 #include <ATen/ATen.h>
 
-
 namespace mft::app {
 
 void ModelArgs::add_to(CLI::App* cmd) {

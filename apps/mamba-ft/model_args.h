@@ -12,11 +12,11 @@
 namespace mft::app {
 
 struct ModelArgs {
-  std::string model;       // HF folder or preset:NAME
+  std::string model;  // HF folder or preset:NAME
   std::string dtype = "fp32";
   std::string device = "cpu";
-  uint64_t seed = 0;       // presets' random init
-  std::string tokenizer;   // tokenizer.json (or folder, or "bytes"); default: the model folder's
+  uint64_t seed = 0;      // presets' random init
+  std::string tokenizer;  // tokenizer.json (or folder, or "bytes"); default: the model folder's
 
   void add_to(CLI::App* cmd);
 };

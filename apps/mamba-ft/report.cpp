@@ -1,7 +1,7 @@
 // `mamba-ft report DIR [--output FILE]`: a self-contained HTML report (inline SVG charts, no scripts or network)
 // of a sweep folder or a training run folder (csrc/report); written atomically to DIR/report.html by default.
-#include "core/file_io.h"
 #include "commands.h"
+#include "core/file_io.h"
 
 #include "report/html_report.h"
 

@@ -8,10 +8,10 @@
 #include "model_args.h"
 
 #include "analysis/lyapunov.h"
-#include "core/file_io.h"
-#include "core/json_parse.h"
 #include "analysis/perturbation.h"
 #include "analysis/precision.h"
+#include "core/file_io.h"
+#include "core/json_parse.h"
 #include "models/registry.h"
 
 #include <ATen/ATen.h>
@@ -43,7 +43,8 @@ at::Tensor input_ids(const StabilityArgs& a, const LoadedModel& m) {
   s << in.rdbuf();
   std::vector<int64_t> ids = m.tokenizer->encode(s.str());
   if (static_cast<int64_t>(ids.size()) < a.tokens)
-    throw std::runtime_error(fmt::format("stability: {} has {} tokens; --tokens asks for {}", a.text, ids.size(), a.tokens));
+    throw std::runtime_error(
+        fmt::format("stability: {} has {} tokens; --tokens asks for {}", a.text, ids.size(), a.tokens));
   ids.resize(static_cast<size_t>(a.tokens));
   return at::tensor(ids, at::kLong).unsqueeze(0);
 }
@@ -93,13 +94,14 @@ int run_lyapunov(const StabilityArgs& a) {
   auto m = load_model_and_tokenizer(a.model, 2 * a.k + 1, 1, "lower --k");
   const at::Tensor ids = input_ids(a, m);
   const auto l = analysis::model_lyapunov(*m.model, ids, a.k, a.warmup);
-  nlohmann::json j = {{"kind", "lyapunov"}, {"model", a.model.model}, {"tokens", a.tokens}, {"k", a.k},
-                      {"warmup", a.warmup}};
+  nlohmann::json j = {
+      {"kind", "lyapunov"}, {"model", a.model.model}, {"tokens", a.tokens}, {"k", a.k}, {"warmup", a.warmup}};
   fmt::print("|layer|λ̂ exact (max mean Δ·A)|Benettin top exponent|\n|---:|---:|---:|\n");
   for (const auto& e : l.layers) {
     fmt::print("|{}|{:.6g}|{}|\n", e.layer, e.exact, a.k > 0 ? fmt::format("{:.6g}", e.estimated) : "-");
-    j["layers"].push_back(
-        {{"layer", e.layer}, {"exact", e.exact}, {"estimated", a.k > 0 ? nlohmann::json(e.estimated) : nlohmann::json()}});
+    j["layers"].push_back({{"layer", e.layer},
+                           {"exact", e.exact},
+                           {"estimated", a.k > 0 ? nlohmann::json(e.estimated) : nlohmann::json()}});
   }
   fmt::print("stack (all layers' states): top exponents {}\n", nlohmann::json(l.stack.exponents).dump());
   j["stack"] = l.stack.exponents;
@@ -118,10 +120,12 @@ int run_precision(const StabilityArgs& a) {
         return model;
       },
       ids);
-  fmt::print("{} ({} layers, {} positions): relative deviation of the residual stream and KL of the next-token "
-             "distribution vs fp32\n|mode|max relative deviation|mean KL (nats)|\n|---|---:|---:|\n",
-             r.family, r.layers, r.positions);
-  for (const auto& mode : r.modes) fmt::print("|{}|{:.4g}|{:.4g}|\n", mode.name, mode.max_relative_deviation, mode.mean_kl);
+  fmt::print(
+      "{} ({} layers, {} positions): relative deviation of the residual stream and KL of the next-token "
+      "distribution vs fp32\n|mode|max relative deviation|mean KL (nats)|\n|---|---:|---:|\n",
+      r.family, r.layers, r.positions);
+  for (const auto& mode : r.modes)
+    fmt::print("|{}|{:.4g}|{:.4g}|\n", mode.name, mode.max_relative_deviation, mode.mean_kl);
   write(a, {{"kind", "precision"}, {"model", a.model.model}, {"result", r.to_json()}});
   return 0;
 }
@@ -149,8 +153,12 @@ Runner add_stability(CLI::App& app) {
   for (auto* sub : {perturb, lyap, prec}) {
     sub->add_flag("--allow-nonfinite", a->allow_nonfinite, "report NaN/Inf results instead of failing");
   }
-  lyap->add_option("--k", a->k, "Benettin directions (0: exact λ̂ only; at most the state size)")->check(int_in(0, 1 << 20))->capture_default_str();
-  lyap->add_option("--warmup", a->warmup, "steps that only align the directions")->check(int_in(0, kMaxTokens))->capture_default_str();
+  lyap->add_option("--k", a->k, "Benettin directions (0: exact λ̂ only; at most the state size)")
+      ->check(int_in(0, 1 << 20))
+      ->capture_default_str();
+  lyap->add_option("--warmup", a->warmup, "steps that only align the directions")
+      ->check(int_in(0, kMaxTokens))
+      ->capture_default_str();
   return [a, perturb, lyap] {
     if (perturb->parsed()) return run_perturb(*a);
     if (lyap->parsed()) return run_lyapunov(*a);

@@ -20,6 +20,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -27,7 +28,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-#include <unistd.h>
 
 extern char** environ;
 
@@ -50,7 +50,8 @@ train::TrainResult train_in_child(const recipe::Recipe& r, const fs::path& log_d
   const std::string recipe_file = (log_dir / (name + ".recipe.yaml")).string();
   const std::string log = (log_dir / (name + ".log")).string();
   sweep::write_text_atomic(recipe_file, recipe::to_yaml(r));
-  std::vector<std::string> args = {"mamba-ft", "--threads", std::to_string(at::get_num_threads()), "train", recipe_file};
+  std::vector<std::string> args = {"mamba-ft", "--threads", std::to_string(at::get_num_threads()), "train",
+                                   recipe_file};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -103,7 +104,8 @@ int dry_run(const recipe::SweepSpec& spec) {
     const auto rec = sweep::read_point_record(r.output.dir);
     std::string status = "pending";
     if (rec.is_object()) {
-      status = rec.value("recipe", "") != recipe::to_yaml(r) ? "stale (recipe changed)" : rec.value("status", "pending");
+      status =
+          rec.value("recipe", "") != recipe::to_yaml(r) ? "stale (recipe changed)" : rec.value("status", "pending");
       if (status == "failed") status += ": " + rec.value("error", "");
     }
     fmt::print("|{}|{}|{}|\n", i + 1, points[i].id, status);
@@ -130,8 +132,9 @@ int run_sweep_command(const SweepArgs& a) {
     hooks.on_point = [progress](size_t i, size_t n, const recipe::SweepPoint& p, const std::string& what) {
       const auto& [runs, seconds] = *progress;
       const double left = runs > 0 ? seconds / double(runs) * double(n - i + 1) : 0;
-      const std::string eta = runs == 0 ? "" : left < 90 ? fmt::format(" [ETA {:.0f} s]", left)
-                                                         : fmt::format(" [ETA {:.0f} min]", left / 60);
+      const std::string eta = runs == 0   ? ""
+                              : left < 90 ? fmt::format(" [ETA {:.0f} s]", left)
+                                          : fmt::format(" [ETA {:.0f} min]", left / 60);
       fmt::print(stderr, "== point {}/{}: {}{}{}\n", i, n, p.id, what == "run" ? "" : " (" + what + ")", eta);
     };
     hooks.train.stop = &g_stop;
@@ -150,8 +153,9 @@ int run_sweep_command(const SweepArgs& a) {
       }
       const auto& t = rec["train"];
       if (!skipped && rec.value("status", "") == "ok" && t.is_object())
-        fmt::print(stderr, "   ok in {:.0f} s: loss {:.4f}, {:.0f} tokens/s, {:.1f} KiB/token\n", rec.value("seconds", 0.0),
-                   t.value("last_loss", 0.0), t.value("tokens_per_s", 0.0), t.value("memory_per_token_kb", 0.0));
+        fmt::print(stderr, "   ok in {:.0f} s: loss {:.4f}, {:.0f} tokens/s, {:.1f} KiB/token\n",
+                   rec.value("seconds", 0.0), t.value("last_loss", 0.0), t.value("tokens_per_s", 0.0),
+                   t.value("memory_per_token_kb", 0.0));
     };
     result = sweep::run_sweep(spec, read_all(a.file), hooks);
     if (tty) fmt::print(stderr, "\n");
@@ -177,11 +181,15 @@ int run_sweep_command(const SweepArgs& a) {
 
 Runner add_sweep(CLI::App& app) {
   auto a = std::make_shared<SweepArgs>();
-  auto* cmd = app.add_subcommand("sweep", "Run a sweep recipe's points (train + ICL eval), stability analysis and "
-                                          "the paper's tables with 95 % CIs over seeds");
-  cmd->add_option("SWEEP", a->file, "sweep YAML file (e.g. recipes/paper-mini.yaml)")->required()->check(CLI::ExistingFile);
-  cmd->add_option("OVERRIDES", a->overrides,
-                  "key.sub=value: recipe keys of every point, prepare.KEY for the prepare runs, sweep.KEY for sweep options");
+  auto* cmd = app.add_subcommand("sweep",
+                                 "Run a sweep recipe's points (train + ICL eval), stability analysis and "
+                                 "the paper's tables with 95 % CIs over seeds");
+  cmd->add_option("SWEEP", a->file, "sweep YAML file (e.g. recipes/paper-mini.yaml)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option(
+      "OVERRIDES", a->overrides,
+      "key.sub=value: recipe keys of every point, prepare.KEY for the prepare runs, sweep.KEY for sweep options");
   cmd->add_option("--axis", a->axes, "NAME=a,b: run only these values of an axis (or new values of a key axis)")
       ->allow_extra_args(false);  // one value per --axis; the arguments after it are overrides
   cmd->add_flag("--dry-run", a->dry_run, "list the points and their status; run nothing");

@@ -80,7 +80,8 @@ void parse_line(const std::string& line, bool decode, Item& item) {
       item.error = "\"ids\" must be an array of integers; found " + json_excerpt(id);
       return;
     }
-    const bool out_of_range = id.is_number_unsigned() ? id.get<uint64_t>() > uint64_t(INT64_MAX) : id.get<int64_t>() < 0;
+    const bool out_of_range =
+        id.is_number_unsigned() ? id.get<uint64_t>() > uint64_t(INT64_MAX) : id.get<int64_t>() < 0;
     if (out_of_range) {
       item.error = "\"ids\" must be token ids (>= 0); found " + json_excerpt(id);
       return;

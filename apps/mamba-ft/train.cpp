@@ -7,10 +7,10 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
-#include <unistd.h>
 
 namespace mft::app {
 namespace {
@@ -58,8 +58,8 @@ int run_train(const TrainArgs& a) {
       if (tty) {
         const int width = 30, done = int(width * m.step / std::max<int64_t>(r.trainer.max_steps, 1));
         fmt::print(stderr, "\r   [{}{}] {}/{} loss {:.4f}{} lr {:.2e} {:.0f} tok/s ETA {:.0f}s   ",
-                   std::string(done, '#'), std::string(width - done, '.'), m.step, r.trainer.max_steps, m.loss,
-                   eval, m.lr, m.tokens_per_s, eta);
+                   std::string(done, '#'), std::string(width - done, '.'), m.step, r.trainer.max_steps, m.loss, eval,
+                   m.lr, m.tokens_per_s, eta);
         if (m.step == r.trainer.max_steps) fmt::print(stderr, "\n");
       } else if (m.eval_loss >= 0 || m.step % std::max<int64_t>(r.trainer.log_every * 10, 1) == 0 ||
                  m.step == r.trainer.max_steps) {
@@ -78,11 +78,12 @@ int run_train(const TrainArgs& a) {
                  result.output_dir);
       return 130;
     }
-    fmt::print("run {}: {} steps, loss {:.4f}{}, {:.0f} tokens/s, peak memory +{:.0f} MiB over the loaded model, "
-               "outputs in {} (model/adapter: {})\n",
-               i + 1, result.steps, result.last_loss,
-               result.last_eval_loss >= 0 ? fmt::format(", eval loss {:.4f}", result.last_eval_loss) : "",
-               result.tokens_per_s, result.peak_rss_over_load_mb, result.output_dir, result.final_dir);
+    fmt::print(
+        "run {}: {} steps, loss {:.4f}{}, {:.0f} tokens/s, peak memory +{:.0f} MiB over the loaded model, "
+        "outputs in {} (model/adapter: {})\n",
+        i + 1, result.steps, result.last_loss,
+        result.last_eval_loss >= 0 ? fmt::format(", eval loss {:.4f}", result.last_eval_loss) : "", result.tokens_per_s,
+        result.peak_rss_over_load_mb, result.output_dir, result.final_dir);
   }
   return 0;
 }

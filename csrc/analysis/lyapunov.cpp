@@ -22,7 +22,7 @@ Spectrum benettin(const StateMap& f, const at::Tensor& x0, int64_t steps, int64_
   for (int64_t t = 0; t < steps; ++t) {
     // Rows: x, then x ± eps q_j; one batched evaluation.
     const double step = eps * std::max(1.0, x.abs().max().item<double>());
-    const at::Tensor dirs = Q.t() * step;                                                // (k, n)
+    const at::Tensor dirs = Q.t() * step;                                                             // (k, n)
     const at::Tensor X = at::cat({x.unsqueeze(0), x.unsqueeze(0) + dirs, x.unsqueeze(0) - dirs}, 0);  // (2k+1, n)
     const at::Tensor Y = f(X, t).to(at::kDouble);
     const at::Tensor JQ = ((Y.narrow(0, 1, k) - Y.narrow(0, 1 + k, k)) / (2 * step)).t();  // (n, k)
@@ -42,8 +42,8 @@ Spectrum benettin(const StateMap& f, const at::Tensor& x0, int64_t steps, int64_
 }
 
 std::vector<double> exact_lambda(models::CausalLM& model, const at::Tensor& input_ids, int64_t first) {
-  TORCH_CHECK(first >= 0 && first < input_ids.size(-1), "lyapunov: the first measured step ", first,
-              " is beyond the ", input_ids.size(-1), " tokens");
+  TORCH_CHECK(first >= 0 && first < input_ids.size(-1), "lyapunov: the first measured step ", first, " is beyond the ",
+              input_ids.size(-1), " tokens");
   at::NoGradGuard no_grad;
   std::vector<double> out;
   for (const auto& d : model.recurrence_decays(input_ids)) {
@@ -124,8 +124,8 @@ ModelLyapunov model_lyapunov(models::CausalLM& model, const at::Tensor& input_id
                              double eps, uint64_t seed) {
   TORCH_CHECK(input_ids.dim() == 2 && input_ids.size(0) == 1 && input_ids.size(1) >= 1,
               "lyapunov: input_ids must be (1, T); got ", input_ids.sizes());
-  TORCH_CHECK(k >= 0 && warmup >= 0 && warmup < input_ids.size(1), "lyapunov: need k >= 0 and 0 <= warmup < T = ",
-              input_ids.size(1), "; got k ", k, ", warmup ", warmup);
+  TORCH_CHECK(k >= 0 && warmup >= 0 && warmup < input_ids.size(1),
+              "lyapunov: need k >= 0 and 0 <= warmup < T = ", input_ids.size(1), "; got k ", k, ", warmup ", warmup);
   ModelLyapunov out;
   const std::vector<double> exact = exact_lambda(model, input_ids, warmup);  // fails for non-recurrent models
   if (k > 0) {  // beyond every state map's size k cannot mean anything (and costs (2k + 1) decode steps)

@@ -37,8 +37,8 @@ Spectrum benettin(const StateMap& f, const at::Tensor& x0, int64_t steps, int64_
 
 struct LayerExponent {
   int64_t layer = 0;
-  double exact = 0;     // λ̂ = max over channels and states of mean_t Δ_t A (over the measured steps)
-  double estimated = 0; // Benettin's top exponent of this layer's SSM state alone
+  double exact = 0;      // λ̂ = max over channels and states of mean_t Δ_t A (over the measured steps)
+  double estimated = 0;  // Benettin's top exponent of this layer's SSM state alone
 };
 
 struct ModelLyapunov {

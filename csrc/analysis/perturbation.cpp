@@ -52,7 +52,8 @@ Trace attention_trace(models::GPTNeoXForCausalLMImpl& m, const at::Tensor& u, do
   const int64_t L = u.size(1), rot = m.config.rotary_ndims();
   // Rotary tables for positions 0..L-1, as GPTNeoXForCausalLMImpl builds them.
   const auto f32 = u.options().dtype(at::kFloat);
-  const at::Tensor inv_freq = at::pow(m.config.rotary_emb_base, -at::arange(0, rot, 2, f32) / double(std::max<int64_t>(rot, 1)));
+  const at::Tensor inv_freq =
+      at::pow(m.config.rotary_emb_base, -at::arange(0, rot, 2, f32) / double(std::max<int64_t>(rot, 1)));
   const at::Tensor freqs = at::arange(L, f32).unsqueeze(-1) * inv_freq;
   const at::Tensor emb = at::cat({freqs, freqs}, -1);
   const at::Tensor cos = emb.cos(), sin = emb.sin();
@@ -114,7 +115,8 @@ PerturbationResult perturbation_experiment(const PerturbationOptions& o) {
     PerturbationCurve c;
     c.eps = o.eps[e];
     for (const Trace& t : traces[e]) {
-      c.rates.push_back(t.state.empty() ? log_slope(t.output, 1) : log_slope(t.state, std::min<int64_t>(4, o.steps - 2)));
+      c.rates.push_back(t.state.empty() ? log_slope(t.output, 1)
+                                        : log_slope(t.state, std::min<int64_t>(4, o.steps - 2)));
     }
     for (int64_t t = 0; t < o.steps; ++t) {
       std::vector<double> out, st;

@@ -26,10 +26,10 @@ struct PerturbationCurve {
   // Per block: least-squares slope per step of log(deviation) — of the recurrent state for Mamba and Mamba-2
   // (from step 4 on, once the perturbed conv window has passed), of the output for Transformers.
   std::vector<double> rates;
-  std::vector<double> median_output;     // per step: median over blocks of max |y - y'| / ε
-  std::vector<double> median_state;      // per step: median over blocks of max |h - h'| / ε (empty without a state)
+  std::vector<double> median_output;  // per step: median over blocks of max |y - y'| / ε
+  std::vector<double> median_state;   // per step: median over blocks of max |h - h'| / ε (empty without a state)
   double median_rate = 0, mean_rate = 0;
-  double fraction_decaying = 0;          // blocks with rate < 0
+  double fraction_decaying = 0;  // blocks with rate < 0
 };
 
 struct PerturbationResult {

@@ -54,7 +54,8 @@ PrecisionResult precision_divergence(const std::function<std::shared_ptr<models:
     mode.name = name;
     for (size_t l = 0; l < ref.hidden.size(); ++l) {
       // (T,) norms over the hidden dimension.
-      const at::Tensor dev = (p.hidden[l] - ref.hidden[l])[0].norm(2, -1) / ref.hidden[l][0].norm(2, -1).clamp_min(1e-30);
+      const at::Tensor dev =
+          (p.hidden[l] - ref.hidden[l])[0].norm(2, -1) / ref.hidden[l][0].norm(2, -1).clamp_min(1e-30);
       std::vector<double> v(dev.data_ptr<float>(), dev.data_ptr<float>() + dev.numel());
       for (const double x : v) mode.max_relative_deviation = std::max(mode.max_relative_deviation, x);
       mode.relative_deviation.push_back(std::move(v));

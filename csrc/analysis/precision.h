@@ -15,9 +15,9 @@
 namespace mft::analysis {
 
 struct PrecisionMode {
-  std::string name;            // "bf16", "fp16" (autocast), "bf16-pure", "fp16-pure"
+  std::string name;                                     // "bf16", "fp16" (autocast), "bf16-pure", "fp16-pure"
   std::vector<std::vector<double>> relative_deviation;  // [layer 0 = embedding .. n][position]
-  std::vector<double> kl;      // [position], nats
+  std::vector<double> kl;                               // [position], nats
   double mean_kl = 0, max_relative_deviation = 0;
 };
 
@@ -31,6 +31,7 @@ struct PrecisionResult {
 // `load` returns a fresh fp32 copy of the model (pure-half modes cast their own copy). input_ids (1, T).
 PrecisionResult precision_divergence(const std::function<std::shared_ptr<models::CausalLM>()>& load,
                                      const at::Tensor& input_ids,
-                                     const std::vector<std::string>& modes = {"bf16", "fp16", "bf16-pure", "fp16-pure"});
+                                     const std::vector<std::string>& modes = {"bf16", "fp16", "bf16-pure",
+                                                                              "fp16-pure"});
 
 }  // namespace mft::analysis

@@ -56,10 +56,11 @@ ModelBenchResult run_model_bench(models::CausalLM& model, const ModelBenchOption
   // Decode: one token at a time after the prompt.
   auto cache = model.new_cache(1);
   at::Tensor logits = model.forward_cached(prompt, *cache);
-  at::Tensor next = logits.select(1, -1).argmax(-1, true);  // (1, 1)
+  at::Tensor next = logits.select(1, -1).argmax(-1, true);                                               // (1, 1)
   for (int i = 0; i < 2; ++i) next = model.forward_cached(next, *cache).select(1, -1).argmax(-1, true);  // warm-up
   const auto t0 = Clock::now();
-  for (int64_t i = 0; i < o.decode_tokens; ++i) next = model.forward_cached(next, *cache).select(1, -1).argmax(-1, true);
+  for (int64_t i = 0; i < o.decode_tokens; ++i)
+    next = model.forward_cached(next, *cache).select(1, -1).argmax(-1, true);
   r.decode_s_per_token = std::chrono::duration<double>(Clock::now() - t0).count() / double(o.decode_tokens);
   r.decode_tokens_per_s = 1.0 / r.decode_s_per_token;
   r.peak_rss_over_load_mb = peak_rss_mb() - r.rss_after_load_mb;
@@ -121,12 +122,14 @@ void print_model_bench(const ModelBenchResult& r) {
   fmt::print("  prefill  {:8.1f} tokens/s   {:.3f} s; matmul floor {:.3f} s ({:.1f} GFLOP/s) -> {:.0f}% of floor\n",
              r.prefill_tokens_per_s, r.prefill_s, r.prefill_gemm_floor_s, r.gemm_gflops,
              100.0 * r.prefill_gemm_floor_s / r.prefill_s);
-  fmt::print("  decode   {:8.1f} tokens/s   {:.2f} ms/token; floor {:.2f} ms ({:.0f} MB at {:.1f} GB/s) -> {:.0f}% of floor\n",
-             r.decode_tokens_per_s, 1e3 * r.decode_s_per_token, 1e3 * r.decode_floor_s_per_token,
-             r.weight_bytes_per_token / 1e6, r.read_gb_per_s, 100.0 * r.decode_floor_s_per_token / r.decode_s_per_token);
-  fmt::print("  memory   RSS after load {:.0f} MiB, peak during prefill+decode +{:.0f} MiB; peak {:.0f} MiB vs {:.0f} "
-             "MiB estimated before loading\n",
-             r.rss_after_load_mb, r.peak_rss_over_load_mb, r.peak_rss_mb, r.memory_estimate_mb);
+  fmt::print(
+      "  decode   {:8.1f} tokens/s   {:.2f} ms/token; floor {:.2f} ms ({:.0f} MB at {:.1f} GB/s) -> {:.0f}% of floor\n",
+      r.decode_tokens_per_s, 1e3 * r.decode_s_per_token, 1e3 * r.decode_floor_s_per_token,
+      r.weight_bytes_per_token / 1e6, r.read_gb_per_s, 100.0 * r.decode_floor_s_per_token / r.decode_s_per_token);
+  fmt::print(
+      "  memory   RSS after load {:.0f} MiB, peak during prefill+decode +{:.0f} MiB; peak {:.0f} MiB vs {:.0f} "
+      "MiB estimated before loading\n",
+      r.rss_after_load_mb, r.peak_rss_over_load_mb, r.peak_rss_mb, r.memory_estimate_mb);
 }
 
 }  // namespace mft::bench

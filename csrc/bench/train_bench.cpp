@@ -201,8 +201,8 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
     at::Tensor loss;
     {
       train::AutocastScope autocast(mode.dtype);
-      const models::NativeLogits native;               // as the trainer
-      const at::Tensor logits = model.forward(ids);  // (B, L, V)
+      const models::NativeLogits native;                       // as the trainer
+      const at::Tensor logits = model.forward(ids);            // (B, L, V)
       loss = cross_entropy_sum(logits.view({-1, V}), labels);  // as the trainer (fp32 inside)
     }
     const double loss_value = loss.item<double>() / double(tokens);
@@ -225,7 +225,7 @@ TrainBenchResult run_train_bench(models::CausalLM& model, const TrainBenchOption
   const StepGemms gemms =
       step_gemms(model, tokens, mode.dtype == at::kFloat ? std::nullopt : std::optional<at::ScalarType>(mode.dtype));
   std::vector<double> floors, floor_fwd, floor_bwd;
-  std::map<std::string, double> dtype_flops;                // dtype -> the step's GEMM FLOPs in it
+  std::map<std::string, double> dtype_flops;                 // dtype -> the step's GEMM FLOPs in it
   std::map<std::string, std::vector<double>> dtype_seconds;  // dtype -> their floor, per round
   auto dtype_name = [](const Gemm& g) {
     return g.dtype == at::kBFloat16 ? "bf16" : g.dtype == at::kHalf ? "fp16" : "fp32";
@@ -364,9 +364,10 @@ void print_train_bench(const TrainBenchResult& r) {
         "them, the roofline is at most {:.0f}% of a step even if nothing else took time\n",
         r.scan_s, r.roofline_pct_max);
   }
-  fmt::print("  memory    RSS after load {:.0f} MiB, peak during the steps +{:.0f} MiB ({:.1f} KiB/token); peak "
-             "{:.0f} MiB vs {:.0f} MiB estimated before loading\n",
-             r.rss_after_load_mb, r.peak_rss_over_load_mb, r.memory_per_token_kb, r.peak_rss_mb, r.memory_estimate_mb);
+  fmt::print(
+      "  memory    RSS after load {:.0f} MiB, peak during the steps +{:.0f} MiB ({:.1f} KiB/token); peak "
+      "{:.0f} MiB vs {:.0f} MiB estimated before loading\n",
+      r.rss_after_load_mb, r.peak_rss_over_load_mb, r.memory_per_token_kb, r.peak_rss_mb, r.memory_estimate_mb);
 }
 
 }  // namespace mft::bench

@@ -61,13 +61,19 @@ fs::file_time_type last_write(const fs::path& p) {
 std::string io_error_text(int err) {
   std::string s = std::strerror(err);
   switch (err) {
-    case ENOSPC: return s + " (the disk is full: free space or write elsewhere)";
-    case EDQUOT: return s + " (disk quota exceeded)";
-    case EROFS: return s + " (the file system is read-only)";
+    case ENOSPC:
+      return s + " (the disk is full: free space or write elsewhere)";
+    case EDQUOT:
+      return s + " (disk quota exceeded)";
+    case EROFS:
+      return s + " (the file system is read-only)";
     case EACCES:
-    case EPERM: return s + " (no permission to write there)";
-    case EFBIG: return s + " (file size limit reached)";
-    default: return s;
+    case EPERM:
+      return s + " (no permission to write there)";
+    case EFBIG:
+      return s + " (file size limit reached)";
+    default:
+      return s;
   }
 }
 

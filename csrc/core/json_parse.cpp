@@ -56,9 +56,9 @@ void check_json_depth(std::string_view text) {
       in_string = true;
     } else if (c == '[' || c == '{') {
       if (++depth > kMaxJsonDepth) {
-        throw JsonError("JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels (at byte " +
-                            std::to_string(i) + ")",
-                        i);
+        throw JsonError(
+            "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels (at byte " + std::to_string(i) + ")",
+            i);
       }
     } else if (c == ']' || c == '}') {
       --depth;  // unbalanced text is the parser's to report

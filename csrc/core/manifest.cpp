@@ -38,9 +38,8 @@ ManifestCheck verify_manifest(const std::string& dir) {
     return bad(std::string(kManifestName) + " is damaged");
   }
   for (const auto& [name, entry] : j["files"].items()) {
-    if (name.empty() || name.find('/') != std::string::npos || !entry.is_object() ||
-        !entry.contains("bytes") || !entry["bytes"].is_number_unsigned() || !entry.contains("crc32c") ||
-        !entry["crc32c"].is_string()) {
+    if (name.empty() || name.find('/') != std::string::npos || !entry.is_object() || !entry.contains("bytes") ||
+        !entry["bytes"].is_number_unsigned() || !entry.contains("crc32c") || !entry["crc32c"].is_string()) {
       return bad(std::string(kManifestName) + " is damaged (entry \"" + json_excerpt(nlohmann::json(name)) + "\")");
     }
     const fs::path file = fs::path(dir) / name;

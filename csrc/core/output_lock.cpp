@@ -85,15 +85,16 @@ OutputLock::OutputLock(const std::string& dir, const std::string& command,
     : path_((fs::path(dir) / kLockFileName).string()) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) throw std::runtime_error(command + ": cannot create the output folder " + dir + ": " + io_error_text(ec.value()));
+  if (ec)
+    throw std::runtime_error(command + ": cannot create the output folder " + dir + ": " + io_error_text(ec.value()));
   LockOwner me;
   me.host = host_name();
   me.pid = ::getpid();
   me.started = std::time(nullptr);
   me.command = command;
   identity_ = identity_of(me);
-  const std::string text = nlohmann::json{{"host", me.host}, {"pid", me.pid}, {"started", me.started},
-                                          {"command", command}}.dump() + "\n";
+  const std::string text =
+      nlohmann::json{{"host", me.host}, {"pid", me.pid}, {"started", me.started}, {"command", command}}.dump() + "\n";
   // Two tries: the second follows taking over a stale lock (or a lock released meanwhile).
   for (int attempt = 0; !create_whole(path_, text, command); ++attempt) {
     const std::optional<LockOwner> owner = parse_lock(path_);

@@ -23,8 +23,8 @@ constexpr auto kLockStaleAfter = std::chrono::minutes(10);
 struct LockOwner {
   std::string host, command;
   long pid = 0;
-  int64_t started = 0;    // Unix seconds
-  double heartbeat_age_s = 0;  // seconds since the lock file was last touched
+  int64_t started = 0;           // Unix seconds
+  double heartbeat_age_s = 0;    // seconds since the lock file was last touched
   std::string describe() const;  // "train (pid 123 on host-a, started 2026-12-07 10:00:00, heartbeat 12 s ago)"
 };
 

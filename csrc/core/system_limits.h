@@ -8,9 +8,9 @@
 namespace mft {
 
 struct MemoryBudget {
-  uint64_t bytes = 0;       // what one process may use, its present RSS included
-  std::string source;       // "cgroup limit 8.0 GiB", "MemAvailable 21.3 GiB + this process's 0.4 GiB"
-  int local_ranks = 1;      // processes of this job on this node (LOCAL_WORLD_SIZE, SLURM_NTASKS_PER_NODE, ...)
+  uint64_t bytes = 0;            // what one process may use, its present RSS included
+  std::string source;            // "cgroup limit 8.0 GiB", "MemAvailable 21.3 GiB + this process's 0.4 GiB"
+  int local_ranks = 1;           // processes of this job on this node (LOCAL_WORLD_SIZE, SLURM_NTASKS_PER_NODE, ...)
   std::string describe() const;  // "21.7 GiB (MemAvailable ...; divided among 2 local ranks)"
 };
 

@@ -322,11 +322,12 @@ std::map<std::string, IclSplit> make_icl_tasks(uint64_t seed, const std::vector<
       auto [caps, cl] = choices_with(rng, c.capital, 3, [&](Rng& r) { return r.pick(world).capital; });
       const std::string cap = line({{"country", c.name}, {"choices", caps}, {"label", cl}});
       const int64_t a = rng.between(0, 49), b = rng.between(0, 49);
-      auto [sums, sl] = choices_with(rng, std::to_string(a + b), 3,
-                                     [&](Rng& r) { return std::to_string(a + b + r.between(-9, 9)); });
+      auto [sums, sl] =
+          choices_with(rng, std::to_string(a + b), 3, [&](Rng& r) { return std::to_string(a + b + r.between(-9, 9)); });
       const std::string ari = line({{"a", a}, {"b", b}, {"choices", sums}, {"label", sl}});
       const std::string w = rng.pick(kWords);
-      auto [revs, rl] = choices_with(rng, quoted(reversed(w)), 3, [&](Rng& r) { return quoted(reversed(r.pick(kWords))); });
+      auto [revs, rl] =
+          choices_with(rng, quoted(reversed(w)), 3, [&](Rng& r) { return quoted(reversed(r.pick(kWords))); });
       const std::string rev = line({{"word", quoted(w)}, {"choices", revs}, {"label", rl}});
       const std::string list = join(some_words(rng, 3, 5), ", ");
       const std::string rec = line({{"list", list}});
@@ -342,21 +343,25 @@ std::map<std::string, IclSplit> make_icl_tasks(uint64_t seed, const std::vector<
 
 // The task YAML (eval/yaml_task.h) of each ICL task.
 std::string icl_task_yaml(const std::string& name) {
-  std::string head = "# Few-shot task of the quickstart's synthetic data (mamba-ft eval --tasks THIS_FILE).\ntask: " + name +
-                     "\ndata_file: " + name + "/test.jsonl\nfewshot_file: " + name + "/train.jsonl\n";
+  std::string head =
+      "# Few-shot task of the quickstart's synthetic data (mamba-ft eval --tasks THIS_FILE).\ntask: " + name +
+      "\ndata_file: " + name + "/test.jsonl\nfewshot_file: " + name + "/train.jsonl\n";
   if (name == "capitals") {
-    return head + "doc_to_text: \"Q: What is the capital of {{country}}?\\nA:\"\n"
-                  "doc_to_choice: \"{{choices}}\"\ndoc_to_target: \"{{label}}\"\n";
+    return head +
+           "doc_to_text: \"Q: What is the capital of {{country}}?\\nA:\"\n"
+           "doc_to_choice: \"{{choices}}\"\ndoc_to_target: \"{{label}}\"\n";
   }
   if (name == "arithmetic") {
     return head + "doc_to_text: \"{{a}} + {{b}} =\"\ndoc_to_choice: \"{{choices}}\"\ndoc_to_target: \"{{label}}\"\n";
   }
   if (name == "reverse") {
-    return head + "doc_to_text: \"The word {{word}} reversed is\"\ndoc_to_choice: \"{{choices}}\"\n"
-                  "doc_to_target: \"{{label}}\"\n";
+    return head +
+           "doc_to_text: \"The word {{word}} reversed is\"\ndoc_to_choice: \"{{choices}}\"\n"
+           "doc_to_target: \"{{label}}\"\n";
   }
-  return head + "output_type: loglikelihood\ndoc_to_text: \"Here is a list: {{list}}.\\nRepeat the list:\"\n"
-                "doc_to_target: \" {{list}}.\"\n";
+  return head +
+         "output_type: loglikelihood\ndoc_to_text: \"Here is a list: {{list}}.\\nRepeat the list:\"\n"
+         "doc_to_target: \" {{list}}.\"\n";
 }
 
 void write_file(const std::filesystem::path& path, const std::string& text) {

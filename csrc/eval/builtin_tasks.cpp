@@ -117,7 +117,8 @@ Task lambada(const std::string& dir) {
 
 Task hellaswag(const std::string& dir) {
   std::vector<Doc> eval = split_docs(dir, "hellaswag", "validation");  // the eval split first: its error first
-  Task t = base("hellaswag", TaskKind::kMultipleChoice, std::move(eval), split_docs(dir, "hellaswag", "train"), {"acc", "acc_norm", "acc_bytes"});
+  Task t = base("hellaswag", TaskKind::kMultipleChoice, std::move(eval), split_docs(dir, "hellaswag", "train"),
+                {"acc", "acc_norm", "acc_bytes"});
   t.doc_to_text = [](const Doc& d) {
     const std::string ctx = string_field(d, "ctx_a") + " " + tok::python_capitalize(string_field(d, "ctx_b"));
     return hellaswag_preprocess(string_field(d, "activity_label") + ": " + ctx);
@@ -134,7 +135,8 @@ Task hellaswag(const std::string& dir) {
 
 Task piqa(const std::string& dir) {
   std::vector<Doc> eval = split_docs(dir, "piqa", "validation");  // the eval split first: its error first
-  Task t = base("piqa", TaskKind::kMultipleChoice, std::move(eval), split_docs(dir, "piqa", "train"), {"acc", "acc_norm", "acc_bytes"});
+  Task t = base("piqa", TaskKind::kMultipleChoice, std::move(eval), split_docs(dir, "piqa", "train"),
+                {"acc", "acc_norm", "acc_bytes"});
   t.doc_to_text = [](const Doc& d) { return "Question: " + string_field(d, "goal") + "\nAnswer:"; };
   t.doc_to_choice = [](const Doc& d) {
     return std::vector<std::string>{string_field(d, "sol1"), string_field(d, "sol2")};
@@ -173,7 +175,8 @@ Task arc(const std::string& dir, const std::string& name) {
 
 Task winogrande(const std::string& dir) {
   std::vector<Doc> eval = split_docs(dir, "winogrande", "validation");  // the eval split first: its error first
-  Task t = base("winogrande", TaskKind::kMultipleInput, std::move(eval), split_docs(dir, "winogrande", "train"), {"acc"});
+  Task t =
+      base("winogrande", TaskKind::kMultipleInput, std::move(eval), split_docs(dir, "winogrande", "train"), {"acc"});
   auto blank = [](const Doc& d) {
     const std::string s = string_field(d, "sentence");
     const size_t idx = s.find('_');
@@ -246,19 +249,63 @@ const std::vector<std::string>& builtin_task_names() {
 }
 
 const std::vector<std::string>& mmlu_subjects() {
-  static const std::vector<std::string> s = {
-      "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge", "college_biology",
-      "college_chemistry", "college_computer_science", "college_mathematics", "college_medicine", "college_physics",
-      "computer_security", "conceptual_physics", "econometrics", "electrical_engineering", "elementary_mathematics",
-      "formal_logic", "global_facts", "high_school_biology", "high_school_chemistry", "high_school_computer_science",
-      "high_school_european_history", "high_school_geography", "high_school_government_and_politics",
-      "high_school_macroeconomics", "high_school_mathematics", "high_school_microeconomics", "high_school_physics",
-      "high_school_psychology", "high_school_statistics", "high_school_us_history", "high_school_world_history",
-      "human_aging", "human_sexuality", "international_law", "jurisprudence", "logical_fallacies", "machine_learning",
-      "management", "marketing", "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition",
-      "philosophy", "prehistory", "professional_accounting", "professional_law", "professional_medicine",
-      "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy", "virology",
-      "world_religions"};
+  static const std::vector<std::string> s = {"abstract_algebra",
+                                             "anatomy",
+                                             "astronomy",
+                                             "business_ethics",
+                                             "clinical_knowledge",
+                                             "college_biology",
+                                             "college_chemistry",
+                                             "college_computer_science",
+                                             "college_mathematics",
+                                             "college_medicine",
+                                             "college_physics",
+                                             "computer_security",
+                                             "conceptual_physics",
+                                             "econometrics",
+                                             "electrical_engineering",
+                                             "elementary_mathematics",
+                                             "formal_logic",
+                                             "global_facts",
+                                             "high_school_biology",
+                                             "high_school_chemistry",
+                                             "high_school_computer_science",
+                                             "high_school_european_history",
+                                             "high_school_geography",
+                                             "high_school_government_and_politics",
+                                             "high_school_macroeconomics",
+                                             "high_school_mathematics",
+                                             "high_school_microeconomics",
+                                             "high_school_physics",
+                                             "high_school_psychology",
+                                             "high_school_statistics",
+                                             "high_school_us_history",
+                                             "high_school_world_history",
+                                             "human_aging",
+                                             "human_sexuality",
+                                             "international_law",
+                                             "jurisprudence",
+                                             "logical_fallacies",
+                                             "machine_learning",
+                                             "management",
+                                             "marketing",
+                                             "medical_genetics",
+                                             "miscellaneous",
+                                             "moral_disputes",
+                                             "moral_scenarios",
+                                             "nutrition",
+                                             "philosophy",
+                                             "prehistory",
+                                             "professional_accounting",
+                                             "professional_law",
+                                             "professional_medicine",
+                                             "professional_psychology",
+                                             "public_relations",
+                                             "security_studies",
+                                             "sociology",
+                                             "us_foreign_policy",
+                                             "virology",
+                                             "world_religions"};
   return s;
 }
 

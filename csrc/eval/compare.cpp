@@ -1,8 +1,8 @@
 #include "eval/compare.h"
 
-#include "core/json_parse.h"
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
+#include "core/json_parse.h"
 
 #include <cmath>
 #include <filesystem>
@@ -97,8 +97,8 @@ std::vector<DivergenceRow> divergence(const RunResults& reference, const std::ve
       std::vector<double> per_seed;
       for (const auto& [seed, shots] : run.shots_by_seed) {
         // The reference's same seed, else its first.
-        const nlohmann::json& ref =
-            reference.shots_by_seed.count(seed) ? reference.shots_by_seed.at(seed) : reference.shots_by_seed.begin()->second;
+        const nlohmann::json& ref = reference.shots_by_seed.count(seed) ? reference.shots_by_seed.at(seed)
+                                                                        : reference.shots_by_seed.begin()->second;
         double sum = 0;
         int n = 0;
         for (const auto& [k, s] : shots.items()) {
@@ -119,8 +119,8 @@ std::vector<DivergenceRow> divergence(const RunResults& reference, const std::ve
 }
 
 std::vector<IclRow> icl(const RunResults& run, const RunResults* paired, const std::string& metric) {
-  auto improvement = [&](const nlohmann::json& shots, const std::string& task, const std::string& m)
-      -> std::optional<double> {
+  auto improvement = [&](const nlohmann::json& shots, const std::string& task,
+                         const std::string& m) -> std::optional<double> {
     const auto zero = value(shots, "0", task, m);
     if (!zero) return std::nullopt;
     double sum = 0;
@@ -189,7 +189,8 @@ std::string icl_markdown(const std::vector<IclRow>& rows) {
 }
 
 std::string icl_csv(const std::vector<IclRow>& rows) {
-  std::string s = "run,task,metric,icl_improvement_points,ci95_half_width,seeds,icl_ratio_percent,ratio_ci95_half_width\n";
+  std::string s =
+      "run,task,metric,icl_improvement_points,ci95_half_width,seeds,icl_ratio_percent,ratio_ci95_half_width\n";
   for (const auto& r : rows) {
     s += fmt::format("{},{},{},{:.6f},{:.6f},{},{},{}\n", r.run, r.task, r.metric, r.improvement.mean,
                      r.improvement.half_width, r.improvement.n, r.ratio ? fmt::format("{:.6f}", r.ratio->mean) : "",

@@ -32,14 +32,14 @@ std::string headline_metric(const std::string& task);
 
 // One results file: per seed, per shot count, per task, the metrics.
 struct RunResults {
-  std::string label;  // file stem unless given
+  std::string label;                                    // file stem unless given
   std::map<std::string, nlohmann::json> shots_by_seed;  // seed -> {"0": {"results": ...}, ...}
 };
 RunResults read_results(const std::string& path, const std::string& label = "");
 
 struct DivergenceRow {
   std::string run, task, metric;
-  MeanCi divergence;  // points
+  MeanCi divergence;   // points
   bool spike = false;  // mean divergence > 1 point
 };
 // Divergence of each run from the reference, per task both evaluated. `metric`: "" for the headline metric.
@@ -48,7 +48,7 @@ std::vector<DivergenceRow> divergence(const RunResults& reference, const std::ve
 
 struct IclRow {
   std::string run, task, metric;
-  MeanCi improvement;          // points
+  MeanCi improvement;           // points
   std::optional<MeanCi> ratio;  // percent, against the paired run (when given and its improvement is not 0)
 };
 // ICL improvement per task of `run` (tasks with 0-shot and some of 1/3/5-shot), and the ratio against

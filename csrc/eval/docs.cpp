@@ -1,7 +1,7 @@
 #include "eval/docs.h"
 
-#include "core/json_parse.h"
 #include <c10/util/Exception.h>
+#include "core/json_parse.h"
 
 #include <filesystem>
 #include <fstream>
@@ -51,15 +51,19 @@ std::vector<Doc> read_docs(const std::string& path) {
     for (size_t i = first; i < text.size(); ++i) {
       const char c = text[i];
       if (in_string) {
-        if (c == '\\') ++i;
-        else if (c == '"') in_string = false;
+        if (c == '\\')
+          ++i;
+        else if (c == '"')
+          in_string = false;
         continue;
       }
-      if (c == '"') in_string = true;
+      if (c == '"')
+        in_string = true;
       else if (c == '{' || c == '[') {
         if (depth == 1 && c == '{') lines.push_back(line_of(text, i));
         ++depth;
-      } else if (c == '}' || c == ']') --depth;
+      } else if (c == '}' || c == ']')
+        --depth;
     }
     for (size_t k = 0; k < all.size(); ++k) {
       const int64_t line = k < lines.size() ? lines[k] : 1;

@@ -11,8 +11,8 @@ namespace mft::eval {
 struct Doc {
   nlohmann::json json;  // the record as exported
   std::string file;
-  int64_t line = 0;     // 1-based line of the record (of its opening brace in a JSON array)
-  int64_t index = 0;    // position among the file's records (lm-eval's doc_id)
+  int64_t line = 0;   // 1-based line of the record (of its opening brace in a JSON array)
+  int64_t index = 0;  // position among the file's records (lm-eval's doc_id)
   std::string where() const { return file + ":" + std::to_string(line); }
 };
 

@@ -229,7 +229,8 @@ nlohmann::json evaluate(models::CausalLM& model, const Tokenizer& tokenizer, con
     for (auto& [k, shot] : s["shots"].items()) {
       if (!shot.contains("_group_parts")) continue;
       for (auto& [group, parts] : shot["_group_parts"].items()) {
-        nlohmann::json entry = {{"alias", group == "mmlu" || group.rfind("mmlu_", 0) != 0 ? group : " - " + group.substr(5)}};
+        nlohmann::json entry = {
+            {"alias", group == "mmlu" || group.rfind("mmlu_", 0) != 0 ? group : " - " + group.substr(5)}};
         for (auto& [metric, list] : parts.items()) {
           std::vector<MetricValue> values;
           std::vector<int64_t> sizes;

@@ -163,8 +163,7 @@ std::pair<std::vector<std::vector<size_t>>, std::vector<size_t>> shared_context_
     const std::vector<TokenPair>& pairs, int64_t max_length, bool share_prefixes) {
   std::vector<size_t> order, rest;
   for (size_t i = 0; i < pairs.size(); ++i) (whole_input(pairs[i], max_length) ? order : rest).push_back(i);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return pairs[a].context < pairs[b].context; });
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return pairs[a].context < pairs[b].context; });
   std::vector<std::vector<size_t>> groups;
   auto shares_prefix = [&](size_t a, size_t b) {  // positions in `order`
     return common_prefix_length(pairs[order[a]].context, pairs[order[b]].context) >= kMinSharedPrefixTokens;
@@ -175,7 +174,8 @@ std::pair<std::vector<std::vector<size_t>>, std::vector<size_t>> shared_context_
     const bool neighbour =
         share_prefixes && ((i > 0 && shares_prefix(i - 1, i)) || (j < order.size() && shares_prefix(i, j)));
     if (j - i >= 2 || neighbour) {
-      groups.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(i), order.begin() + static_cast<std::ptrdiff_t>(j));
+      groups.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(i),
+                          order.begin() + static_cast<std::ptrdiff_t>(j));
     } else {
       rest.push_back(order[i]);
     }
@@ -210,8 +210,9 @@ at::Tensor run_context(models::CausalLM& model, const std::vector<int64_t>& cont
     cache = model.new_cache(1);
   }
   auto chunk = [&](size_t from, size_t to, int64_t last_logits) {
-    const at::Tensor ids = at::from_blob(const_cast<int64_t*>(context.data() + from), {1, static_cast<int64_t>(to - from)},
-                                         at::kLong).to(device);
+    const at::Tensor ids =
+        at::from_blob(const_cast<int64_t*>(context.data() + from), {1, static_cast<int64_t>(to - from)}, at::kLong)
+            .to(device);
     if (forwarded) *forwarded += ids.numel();
     return model.forward_cached(ids, *cache, last_logits);
   };
@@ -470,7 +471,9 @@ std::vector<ScoreResult> score(models::CausalLM& model, const Tokenizer& tokeniz
   for (size_t i = 0; i < results.size() && !options.allow_nonfinite; ++i) {
     const double ll = results[i].loglikelihood;
     TORCH_CHECK(std::isfinite(ll), describe(options, i), ": the loglikelihood is ",
-                std::isnan(ll) ? "NaN" : ll > 0 ? "+Inf" : "-Inf",
+                std::isnan(ll) ? "NaN"
+                : ll > 0       ? "+Inf"
+                               : "-Inf",
                 ": the model computes NaN or Inf (check its weights and config.json; --allow-nonfinite reports it)");
   }
   return results;

@@ -14,8 +14,8 @@ std::vector<std::vector<const Doc*>> fewshot_examples(const Task& task, int64_t 
   if (shots == 0) return out;
   const auto pool_size = static_cast<int64_t>(task.fewshot_docs.size());
   const int64_t needed = shots + (task.fewshot_excludes_eval_doc ? 1 : 0);
-  TORCH_CHECK(pool_size >= needed, task.name, ": ", shots, "-shot evaluation needs ", needed,
-              " few-shot examples but ", task.fewshot_file, " has ", pool_size);
+  TORCH_CHECK(pool_size >= needed, task.name, ": ", shots, "-shot evaluation needs ", needed, " few-shot examples but ",
+              task.fewshot_file, " has ", pool_size);
   PythonRandom rnd(seed);
   for (int64_t d = 0; d < count; ++d) {
     const Doc& doc = task.eval_docs[static_cast<size_t>(d)];
@@ -25,7 +25,8 @@ std::vector<std::vector<const Doc*>> fewshot_examples(const Task& task, int64_t 
       continue;
     }
     if (!task.fewshot_excludes_eval_doc) {
-      for (const int64_t i : rnd.sample(pool_size, shots)) shots_of.push_back(&task.fewshot_docs[static_cast<size_t>(i)]);
+      for (const int64_t i : rnd.sample(pool_size, shots))
+        shots_of.push_back(&task.fewshot_docs[static_cast<size_t>(i)]);
       continue;
     }
     // k + 1 drawn, every copy of the eval doc removed, the first k kept; when that leaves too few (the doc
@@ -42,7 +43,8 @@ std::vector<std::vector<const Doc*>> fewshot_examples(const Task& task, int64_t 
       TORCH_CHECK(static_cast<int64_t>(pool.size()) >= shots, task.name, ": ", doc.where(), " has only ", pool.size(),
                   " other documents to draw ", shots, " examples from");
       shots_of.clear();
-      for (const int64_t i : rnd.sample(static_cast<int64_t>(pool.size()), shots)) shots_of.push_back(pool[static_cast<size_t>(i)]);
+      for (const int64_t i : rnd.sample(static_cast<int64_t>(pool.size()), shots))
+        shots_of.push_back(pool[static_cast<size_t>(i)]);
     }
   }
   return out;

@@ -30,8 +30,8 @@ struct Task {
   // draw k + 1 from train), not for arc (test split set) or lambada (whose pool is the test split itself,
   // so a document can be its own example there, as in lm-eval).
   bool fewshot_excludes_eval_doc = false;
-  bool first_n = false;                // few-shot examples are the pool's first k (mmlu), not sampled
-  std::string eval_file, fewshot_file; // for messages and the results' config
+  bool first_n = false;                 // few-shot examples are the pool's first k (mmlu), not sampled
+  std::string eval_file, fewshot_file;  // for messages and the results' config
   std::string target_delimiter = " ", fewshot_delimiter = "\n\n";
   // The description emitted before the examples (lm-eval's `description`), per document.
   std::function<std::string(const Doc&)> description;

@@ -17,8 +17,7 @@ struct Group {
 
 std::vector<Group> group_by_context(const std::vector<TokenPair>& pairs, const std::vector<size_t>& which) {
   std::vector<size_t> order = which;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return pairs[a].context < pairs[b].context; });
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return pairs[a].context < pairs[b].context; });
   std::vector<Group> groups;
   for (const size_t p : order) {
     if (groups.empty() || *groups.back().context != pairs[p].context) groups.push_back({&pairs[p].context, {}});
@@ -48,7 +47,7 @@ int64_t run_row(models::CausalLM& model, const std::vector<TokenPair>& pairs, co
   for (size_t g = begin; g < end; ++g) T += group_tokens(groups[g], pairs, prefix);
   const auto P = static_cast<int64_t>(prefix), W = P + T;
   std::vector<int64_t> ids, positions, logit_rows;  // (T), (T), (N)
-  std::vector<int64_t> target_row, target;         // per predicted token: its index in logit_rows, its id
+  std::vector<int64_t> target_row, target;          // per predicted token: its index in logit_rows, its id
   std::vector<size_t> target_pair;
   ids.reserve(static_cast<size_t>(T));
   positions.reserve(static_cast<size_t>(T));
@@ -120,7 +119,7 @@ void score_rows(const at::Tensor& logits, const std::vector<int64_t>& row, const
   greedy.clear();
   if (n == 0) return;
   const at::Tensor index = long_tensor(row, logits.device());
-  const at::Tensor t = long_tensor(target, logits.device()).unsqueeze(1);                   // (n, 1)
+  const at::Tensor t = long_tensor(target, logits.device()).unsqueeze(1);                       // (n, 1)
   const at::Tensor log_probs = at::log_softmax(logits.index_select(0, index), -1, at::kFloat);  // (n, V)
   const at::Tensor picked = log_probs.gather(1, t).squeeze(1).to(at::kCPU, at::kDouble);
   const at::Tensor is_max = log_probs.argmax(-1).eq(t.squeeze(1)).to(at::kCPU);

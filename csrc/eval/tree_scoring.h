@@ -26,8 +26,8 @@ constexpr size_t kMinSharedPrefixTokens = 16;
 
 struct TreeScoringOptions {
   int64_t row_tokens = kTreeRowTokens;
-  bool share_prefixes = true;      // runs with a cached prefix (ScoreOptions::share_prefixes)
-  int64_t* forwarded = nullptr;    // += input tokens run (cached prefixes and rows)
+  bool share_prefixes = true;                        // runs with a cached prefix (ScoreOptions::share_prefixes)
+  int64_t* forwarded = nullptr;                      // += input tokens run (cached prefixes and rows)
   std::function<void(int64_t pairs_done)> progress;  // after each forward, pairs scored so far
 };
 

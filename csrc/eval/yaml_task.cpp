@@ -21,9 +21,7 @@ std::string trim(const std::string& s) {
 const nlohmann::json& lookup(const std::string& expr, const Doc& doc) {
   const nlohmann::json* v = &doc.json;
   size_t i = 0;
-  auto fail = [&](const std::string& why) {
-    TORCH_CHECK(false, doc.where(), ": template {{", expr, "}}: ", why);
-  };
+  auto fail = [&](const std::string& why) { TORCH_CHECK(false, doc.where(), ": template {{", expr, "}}: ", why); };
   while (i < expr.size()) {
     if (expr[i] == '.') ++i;
     if (expr[i] == '[') {
@@ -92,9 +90,10 @@ Task load_yaml_task(const std::string& path) {
     TORCH_CHECK(false, e.what());
   }
   TORCH_CHECK(root.IsMap(), path, ": a task file is a YAML mapping");
-  static const std::set<std::string> known = {"task", "data_file", "fewshot_file", "output_type", "description",
-                                              "doc_to_text", "doc_to_choice", "doc_to_target", "target_delimiter",
-                                              "fewshot_delimiter", "fewshot_sampler", "metric_list", "version"};
+  static const std::set<std::string> known = {
+      "task",          "data_file",     "fewshot_file",     "output_type",       "description",     "doc_to_text",
+      "doc_to_choice", "doc_to_target", "target_delimiter", "fewshot_delimiter", "fewshot_sampler", "metric_list",
+      "version"};
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     TORCH_CHECK(known.count(key), key_where(path, kv.first), ": unknown key \"", key, "\" (known: task, data_file, ",
@@ -175,8 +174,9 @@ Task load_yaml_task(const std::string& path) {
   }
   if (const YAML::Node m = root["metric_list"]) {
     TORCH_CHECK(m.IsSequence(), key_where(path, m), ": metric_list must be a list");
-    std::set<std::string> allowed = t.kind == TaskKind::kLoglikelihood ? std::set<std::string>{"perplexity", "acc"}
-                                                                         : std::set<std::string>{"acc", "acc_norm", "acc_bytes"};
+    std::set<std::string> allowed = t.kind == TaskKind::kLoglikelihood
+                                        ? std::set<std::string>{"perplexity", "acc"}
+                                        : std::set<std::string>{"acc", "acc_norm", "acc_bytes"};
     t.metrics.clear();
     for (const auto& e : m) {
       const std::string name = e.IsMap() && e["metric"] ? e["metric"].as<std::string>() : e.as<std::string>();

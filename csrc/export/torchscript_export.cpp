@@ -6,8 +6,8 @@
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
-#include <nlohmann/json.hpp>
 #include <torch/csrc/jit/serialization/export.h>
+#include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
@@ -97,7 +97,8 @@ void export_torchscript(models::CausalLM& model, const std::string& path, const 
   // LibTorch's archive writer must not see an exception (it would terminate in its destructor): the
   // file keeps the first error and commit() throws it; until then `path` is untouched.
   AtomicFile out(path, "export");
-  torch::jit::ExportModule(module, [&](const void* data, size_t n) { return out.write_deferred(data, n); }, files);
+  torch::jit::ExportModule(
+      module, [&](const void* data, size_t n) { return out.write_deferred(data, n); }, files);
   out.commit();
 }
 

@@ -51,7 +51,7 @@ class SafetensorsFile {
 // Writes `tensors` (CPU, F32/F16/BF16; made contiguous) and string metadata to `path` atomically
 // (core/file_io.h: a full disk is a clear error and leaves no file); returns its size and CRC32C.
 FileDigest save_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+                            const std::map<std::string, std::string>& metadata = {});
 
 // Every tensor of a checkpoint folder: model.safetensors, or the shards listed by
 // model.safetensors.index.json ("weight_map": name -> file), each shard opened once. Names for which

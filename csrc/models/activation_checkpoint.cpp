@@ -68,8 +68,8 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     const AutocastState autocast = AutocastState::current();
     ctx->saved_data["block"] = c10::IValue::make_capsule(block);
     ctx->saved_data["rng"] = cpu_rng_state();
-    ctx->saved_data["autocast"] = std::vector<int64_t>{autocast.cpu, autocast.cuda, int64_t(autocast.cpu_dtype),
-                                                       int64_t(autocast.cuda_dtype)};
+    ctx->saved_data["autocast"] =
+        std::vector<int64_t>{autocast.cpu, autocast.cuda, int64_t(autocast.cpu_dtype), int64_t(autocast.cuda_dtype)};
     ctx->save_for_backward({h});
     return block->fn(h);  // grad mode is off inside Function::forward: nothing is recorded
   }
@@ -84,7 +84,8 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     const AutocastState forward_autocast{ac[0] != 0, ac[1] != 0, at::ScalarType(ac[2]), at::ScalarType(ac[3])};
     at::Tensor out;
     {
-      const RestoreOnExit restore{AutocastState::current(), cpu_rng_state(), forward_autocast.cpu || forward_autocast.cuda};
+      const RestoreOnExit restore{AutocastState::current(), cpu_rng_state(),
+                                  forward_autocast.cpu || forward_autocast.cuda};
       set_cpu_rng_state(ctx->saved_data["rng"].toTensor());
       forward_autocast.apply();
       at::AutoGradMode grad(true);

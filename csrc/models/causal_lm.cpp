@@ -66,8 +66,7 @@ void check_input_ids(const at::Tensor& input_ids, int64_t vocab, const std::stri
               ": input_ids must be a non-empty (batch, seqlen) int64 tensor; got ", input_ids.sizes(), " ",
               input_ids.scalar_type());
   const int64_t lo = input_ids.min().item<int64_t>(), hi = input_ids.max().item<int64_t>();
-  TORCH_CHECK(lo >= 0 && hi < vocab, family, ": token ids must be in [0, ", vocab, "); got ids from ", lo, " to ",
-              hi);
+  TORCH_CHECK(lo >= 0 && hi < vocab, family, ": token ids must be in [0, ", vocab, "); got ids from ", lo, " to ", hi);
 }
 
 void check_seq_idx(const std::optional<at::Tensor>& seq_idx, const at::Tensor& input_ids, const std::string& family) {

@@ -36,8 +36,8 @@ std::vector<std::string> bin_files(const std::string& dir) {
               " needs an object \"weight_map\" (tensor name -> shard file)");
   std::set<std::string> shards;
   for (const auto& [name, file] : j["weight_map"].items()) {
-    TORCH_CHECK(file.is_string() && file.get<std::string>().find('/') == std::string::npos, "checkpoint: ",
-                index.string(), ": weight_map[\"", name, "\"] must be a plain file name");
+    TORCH_CHECK(file.is_string() && file.get<std::string>().find('/') == std::string::npos,
+                "checkpoint: ", index.string(), ": weight_map[\"", name, "\"] must be a plain file name");
     shards.insert((fs::path(dir) / file.get<std::string>()).string());
   }
   return {shards.begin(), shards.end()};
@@ -73,8 +73,8 @@ std::map<std::string, at::Tensor> read_checkpoint(const std::string& dir, const 
   auto add = [&](const std::string& raw, const at::Tensor& t, const std::string& file) {
     const std::string name = renamed(raw, renames);
     if (skip && skip(name)) return;
-    TORCH_CHECK(out.emplace(name, t).second, "checkpoint: ", file, " holds '", name, "' twice (after renaming '",
-                raw, "')");
+    TORCH_CHECK(out.emplace(name, t).second, "checkpoint: ", file, " holds '", name, "' twice (after renaming '", raw,
+                "')");
   };
   if (has_safetensors(dir)) {
     for (const auto& [name, t] : io::load_safetensors_checkpoint(dir)) add(name, t, dir);

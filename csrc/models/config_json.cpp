@@ -7,12 +7,12 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <stdexcept>
-#include <vector>
 #include <fstream>
 #include <limits>
 #include <map>
 #include <sstream>
+#include <stdexcept>
+#include <vector>
 
 namespace mft::models {
 namespace {
@@ -127,14 +127,20 @@ void ConfigJson::require(bool ok, const std::string& message) const {
 }
 
 int64_t max_config_int(const std::string& key) {
-  static const std::map<std::string, int64_t> limits = {
-      {"vocab_size", int64_t(1) << 22},         {"hidden_size", int64_t(1) << 16},
-      {"num_hidden_layers", 1024},              {"state_size", 1024},
-      {"conv_kernel", 64},                      {"intermediate_size", int64_t(1) << 18},
-      {"time_step_rank", int64_t(1) << 16},     {"num_attention_heads", 4096},
-      {"num_heads", int64_t(1) << 16},          {"head_dim", 4096},
-      {"n_groups", int64_t(1) << 16},           {"chunk_size", int64_t(1) << 16},
-      {"expand", 16},                           {"max_position_embeddings", int64_t(1) << 24}};
+  static const std::map<std::string, int64_t> limits = {{"vocab_size", int64_t(1) << 22},
+                                                        {"hidden_size", int64_t(1) << 16},
+                                                        {"num_hidden_layers", 1024},
+                                                        {"state_size", 1024},
+                                                        {"conv_kernel", 64},
+                                                        {"intermediate_size", int64_t(1) << 18},
+                                                        {"time_step_rank", int64_t(1) << 16},
+                                                        {"num_attention_heads", 4096},
+                                                        {"num_heads", int64_t(1) << 16},
+                                                        {"head_dim", 4096},
+                                                        {"n_groups", int64_t(1) << 16},
+                                                        {"chunk_size", int64_t(1) << 16},
+                                                        {"expand", 16},
+                                                        {"max_position_embeddings", int64_t(1) << 24}};
   const auto it = limits.find(key);
   return it == limits.end() ? int64_t(1) << 24 : it->second;
 }

@@ -37,7 +37,7 @@ class ConfigJson {
   bool get_number_between(const char* key, double& out, double lo, double hi, bool lo_open) const {
     return get_number_between(j_, key, out, lo, hi, lo_open);
   }
-  bool get_number(const char* key, double& out) const;         // false when absent
+  bool get_number(const char* key, double& out) const;  // false when absent
   bool get_number_in(const nlohmann::json& obj, const char* key, double& out) const;
   void get_bool(const char* key, bool& out) const;
   // Throws "<family>: <path>: <message>" unless `ok`.

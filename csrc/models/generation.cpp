@@ -39,8 +39,9 @@ std::vector<int64_t> generate(CausalLM& model, const std::vector<int64_t>& promp
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
     const at::Tensor step_logits = logits.cpu();
     // NaN or Inf logits would choose an arbitrary token (argmax of NaN) or fail deep in sampling.
-    TORCH_CHECK(at::isfinite(step_logits).all().item<bool>(), "generate: the model's logits hold NaN or Inf at new token ",
-                i + 1, " (check its weights and config.json)");
+    TORCH_CHECK(at::isfinite(step_logits).all().item<bool>(),
+                "generate: the model's logits hold NaN or Inf at new token ", i + 1,
+                " (check its weights and config.json)");
     const int64_t next = choose_token(step_logits, o, gen);
     out.push_back(next);
     if (on_token && !on_token(next)) break;

@@ -1,7 +1,7 @@
 #include "models/gpt_neox.h"
 
-#include "models/checkpoint.h"
 #include "core/json_parse.h"
+#include "models/checkpoint.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
 #include "models/lora_adapter.h"
@@ -39,9 +39,8 @@ GPTNeoXConfig GPTNeoXConfig::from_json(const nlohmann::json& json, const std::st
   // Older files: rotary_pct / rotary_emb_base; newer transformers: rope_parameters. Every spelling given
   // must be in range and agree with the others (an edited one must not be silently overridden).
   const nlohmann::json none = nlohmann::json::object();
-  const nlohmann::json& rope = j.has("rope_parameters") && j.json()["rope_parameters"].is_object()
-                                   ? j.json()["rope_parameters"]
-                                   : none;
+  const nlohmann::json& rope =
+      j.has("rope_parameters") && j.json()["rope_parameters"].is_object() ? j.json()["rope_parameters"] : none;
   auto one_value = [&](double& field, std::initializer_list<std::pair<const nlohmann::json*, const char*>> spellings,
                        double lo, double hi, bool lo_open) {
     std::string first;
@@ -83,8 +82,8 @@ GPTNeoXConfig GPTNeoXConfig::from_json(const nlohmann::json& json, const std::st
 
 ModelFootprint GPTNeoXConfig::footprint() const {
   const int64_t H = hidden_size, I = intermediate_size;
-  const int64_t layer = 4 * H + H * 3 * H + (attention_bias ? 3 * H : 0) + H * H + (attention_bias ? H : 0) + H * I +
-                        I + I * H + H;
+  const int64_t layer =
+      4 * H + H * 3 * H + (attention_bias ? 3 * H : 0) + H * H + (attention_bias ? H : 0) + H * I + I + I * H + H;
   ModelFootprint f;
   f.family = "gpt_neox";
   f.layers = num_hidden_layers;
@@ -110,7 +109,8 @@ std::string GPTNeoXConfig::to_hf_json() const {
   j["hidden_act"] = "gelu";
   j["rotary_pct"] = rotary_pct;
   j["rotary_emb_base"] = rotary_emb_base;
-  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", rotary_emb_base}, {"partial_rotary_factor", rotary_pct}};
+  j["rope_parameters"] = {
+      {"rope_type", "default"}, {"rope_theta", rotary_emb_base}, {"partial_rotary_factor", rotary_pct}};
   j["layer_norm_eps"] = layer_norm_eps;
   j["use_parallel_residual"] = use_parallel_residual;
   j["attention_bias"] = attention_bias;
@@ -164,14 +164,14 @@ at::Tensor segmented_attention(const at::Tensor& q, const at::Tensor& k, const a
   const at::Tensor o_row = outs.size() == 1 ? outs[0] : at::cat(outs, 2);  // (1, H, T, hd)
   if (past == 0) return o_row;
   const at::Tensor lse_row = lses.size() == 1 ? lses[0] : at::cat(lses, 2);  // (1, H, T) fp32
-  auto [o_cache, lse_cache] = at::_scaled_dot_product_flash_attention_for_cpu(q, kv->k.narrow(2, 0, past),
-                                                                              kv->v.narrow(2, 0, past));
+  auto [o_cache, lse_cache] =
+      at::_scaled_dot_product_flash_attention_for_cpu(q, kv->k.narrow(2, 0, past), kv->v.narrow(2, 0, past));
   // softmax over [cache | row] = each part's softmax weighted by its share of the total exp-sum.
   // (In fp32, or fp64 for an fp64 model: bf16/fp16 outputs are widened first.)
   const at::ScalarType acc = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const at::Tensor lse = at::logaddexp(lse_cache, lse_row);
-  const at::Tensor merged = o_cache.to(acc) * (lse_cache - lse).exp().unsqueeze(-1) +
-                            o_row.to(acc) * (lse_row - lse).exp().unsqueeze(-1);
+  const at::Tensor merged =
+      o_cache.to(acc) * (lse_cache - lse).exp().unsqueeze(-1) + o_row.to(acc) * (lse_row - lse).exp().unsqueeze(-1);
   return merged.to(q.scalar_type());
 }
 
@@ -200,7 +200,8 @@ at::Tensor GPTNeoXLayerImpl::attention(const at::Tensor& x, const at::Tensor& co
                                        const at::Tensor& keep) {
   const int64_t B = x.size(0), L = x.size(1);
   // Fused projection interleaved per head: (B, L, H, [q | k | v] x head_size).
-  const at::Tensor qkv = adapted_linear(*query_key_value, x).view({B, L, heads, 3 * head_size}).transpose(1, 2);  // (B, H, L, 3hd)
+  const at::Tensor qkv =
+      adapted_linear(*query_key_value, x).view({B, L, heads, 3 * head_size}).transpose(1, 2);  // (B, H, L, 3hd)
   const at::Tensor q = apply_rotary(qkv.narrow(-1, 0, head_size), cos, sin, rotary_ndims);
   at::Tensor k = apply_rotary(qkv.narrow(-1, head_size, head_size), cos, sin, rotary_ndims);
   at::Tensor v = qkv.narrow(-1, 2 * head_size, head_size);
@@ -285,7 +286,8 @@ std::unique_ptr<DecodeCache> GPTNeoXCache::repeat(int64_t n) const {
   auto c = std::make_unique<GPTNeoXCache>();
   c->batch = n;
   c->length = length;
-  for (const auto& l : layers) c->layers.push_back({repeat_cache_rows(*this, l.k, n), repeat_cache_rows(*this, l.v, n)});
+  for (const auto& l : layers)
+    c->layers.push_back({repeat_cache_rows(*this, l.k, n), repeat_cache_rows(*this, l.v, n)});
   return c;
 }
 
@@ -316,11 +318,11 @@ at::Tensor GPTNeoXForCausalLMImpl::run(const at::Tensor& input_ids, GPTNeoXCache
     const at::Tensor t = at::arange(L, f32.dtype(at::kLong)).expand({B, L});
     const at::Tensor starts = at::cat({at::ones({B, 1}, seq_idx->options().dtype(at::kBool)),
                                        seq_idx->narrow(1, 1, L - 1).ne(seq_idx->narrow(1, 0, L - 1))},
-                                      1);                                                   // (B, L)
-    const at::Tensor doc_start = std::get<0>((t * starts.to(at::kLong)).cummax(1));        // (B, L)
-    positions = (t - doc_start).to(at::kFloat).unsqueeze(1);                                 // (B, 1, L)
-    const at::Tensor same = seq_idx->unsqueeze(2).eq(seq_idx->unsqueeze(1));                 // (B, L, L)
-    mask = same.logical_and(at::ones({L, L}, same.options()).tril()).unsqueeze(1);            // (B, 1, L, L)
+                                      1);                                            // (B, L)
+    const at::Tensor doc_start = std::get<0>((t * starts.to(at::kLong)).cummax(1));  // (B, L)
+    positions = (t - doc_start).to(at::kFloat).unsqueeze(1);                         // (B, 1, L)
+    const at::Tensor same = seq_idx->unsqueeze(2).eq(seq_idx->unsqueeze(1));         // (B, L, L)
+    mask = same.logical_and(at::ones({L, L}, same.options()).tril()).unsqueeze(1);   // (B, 1, L, L)
   }
   at::Tensor head;
   const at::Tensor keep = last_logits > 0 && last_logits < L
@@ -391,7 +393,7 @@ at::Tensor GPTNeoXForCausalLMImpl::forward_tree(const at::Tensor& input_ids, con
               "gpt_neox: forward_tree positions must be (", T, ") int64; got ", positions.sizes(), " ",
               positions.scalar_type());
   TORCH_CHECK(!visible.defined() || (visible.dim() == 2 && visible.size(0) == T && visible.size(1) == past + T &&
-                                      visible.scalar_type() == at::kBool),
+                                     visible.scalar_type() == at::kBool),
               "gpt_neox: forward_tree visible must be (", T, ", ", past + T, ") bool; got ", visible.sizes(), " ",
               visible.scalar_type());
   TORCH_CHECK(logit_rows.dim() == 1 && logit_rows.scalar_type() == at::kLong,
@@ -432,8 +434,8 @@ at::Tensor GPTNeoXForCausalLMImpl::trunk(const at::Tensor& input_ids, const at::
     if (cache) {
       h = layer->forward(h, cos, sin, &cache->layers[i], past, mask, tree, kept);
     } else {
-      h = run_block([layer, cos, sin, mask, tree, kept](
-                        const at::Tensor& x) { return layer->forward(x, cos, sin, nullptr, 0, mask, tree, kept); },
+      h = run_block([layer, cos, sin, mask, tree,
+                     kept](const at::Tensor& x) { return layer->forward(x, cos, sin, nullptr, 0, mask, tree, kept); },
                     h);
     }
   }

@@ -65,13 +65,12 @@ std::optional<TreeAttention> split_tree_row(const at::Tensor& visible, int64_t p
 class GPTNeoXLayerImpl : public torch::nn::Module {
  public:
   explicit GPTNeoXLayerImpl(const GPTNeoXConfig& c);
-  // x: (B, L, D); cos, sin: (L, rotary_ndims) or (B, 1, L, rotary_ndims) for positions past..past+L-1. With `kv` (holding `past`
-  // positions), attends to them too and appends this chunk's keys and values.
-  // `mask` (B, 1, L, past + L) bool, when given, replaces the causal mask (packed documents, trees); with
-  // a mask the cache's length is not the caller's concern: this chunk is written after `past` either way.
-  // `tree`, when given, replaces mask: a segmented tree row after `past` cached tokens (nothing is written
-  // to the cache). `keep` (N) int64, when given: only those positions' outputs, (B, N, D) (keys and values
-  // of all positions are still computed and cached).
+  // x: (B, L, D); cos, sin: (L, rotary_ndims) or (B, 1, L, rotary_ndims) for positions past..past+L-1. With `kv`
+  // (holding `past` positions), attends to them too and appends this chunk's keys and values. `mask` (B, 1, L, past +
+  // L) bool, when given, replaces the causal mask (packed documents, trees); with a mask the cache's length is not the
+  // caller's concern: this chunk is written after `past` either way. `tree`, when given, replaces mask: a segmented
+  // tree row after `past` cached tokens (nothing is written to the cache). `keep` (N) int64, when given: only those
+  // positions' outputs, (B, N, D) (keys and values of all positions are still computed and cached).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, KVLayer* kv = nullptr,
                      int64_t past = 0, const at::Tensor& mask = {}, const TreeAttention* tree = nullptr,
                      const at::Tensor& keep = {});
@@ -90,7 +89,8 @@ TORCH_MODULE(GPTNeoXLayer);
 class GPTNeoXForCausalLMImpl : public CausalLM {
  public:
   explicit GPTNeoXForCausalLMImpl(const GPTNeoXConfig& c);
-  at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
+  at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt)
+      override;  // (B, L) int64 -> logits (B, L, vocab) fp32
   at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache, int64_t last_logits = 0) override;
   std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
   bool supports_tree_attention() const override { return true; }

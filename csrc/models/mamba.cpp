@@ -1,17 +1,17 @@
 #include "models/mamba.h"
 
 #include "core/cast_cache.h"
-#include "models/checkpoint.h"
 #include "core/json_parse.h"
+#include "models/checkpoint.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
 #include "models/lora_adapter.h"
-#include "models/tied_embeddings.h"
-#include "ops/rms_norm.h"
 #include "models/original_layout.h"
+#include "models/tied_embeddings.h"
 #include "ops/channel_major.h"
 #include "ops/mamba_inner.h"
 #include "ops/ops.h"
+#include "ops/rms_norm.h"
 
 #include <ATen/ATen.h>
 
@@ -30,7 +30,8 @@ MambaConfig MambaConfig::from_json_file(const std::string& path) {
 MambaConfig MambaConfig::from_json(const nlohmann::json& json, const std::string& path) {
   const ConfigJson j(json, path, "mamba");
   if (j.has("model_type")) {
-    j.require(json["model_type"] == "mamba", "model_type is " + json_excerpt(json["model_type"]) + "; expected \"mamba\"");
+    j.require(json["model_type"] == "mamba",
+              "model_type is " + json_excerpt(json["model_type"]) + "; expected \"mamba\"");
   }
   MambaConfig c;  // absent keys keep HF MambaConfig's defaults (configuration_mamba.py)
   j.get_positive_int("vocab_size", c.vocab_size);
@@ -90,8 +91,8 @@ std::string MambaConfig::to_hf_json() const {
 
 ModelFootprint MambaConfig::footprint() const {
   const int64_t H = hidden_size, E = intermediate_size, N = state_size, R = time_step_rank, K = conv_kernel;
-  const int64_t layer = H * 2 * E + (use_bias ? 2 * E : 0) + E * K + (use_conv_bias ? E : 0) + E * (R + 2 * N) +
-                        R * E + E + E * N + E + E * H + (use_bias ? H : 0) + H;
+  const int64_t layer = H * 2 * E + (use_bias ? 2 * E : 0) + E * K + (use_conv_bias ? E : 0) + E * (R + 2 * N) + R * E +
+                        E + E * N + E + E * H + (use_bias ? H : 0) + H;
   ModelFootprint f;
   f.family = "mamba";
   f.layers = num_hidden_layers;
@@ -232,13 +233,13 @@ at::Tensor MambaMixerImpl::mixer_step(const at::Tensor& xz, const at::Tensor& w,
   const at::Tensor Cm = p.narrow(1, rank + state, state);  // (B, N, L)
   at::Tensor y;                                            // (B, E, L)
   if (L == 1) {
-    y = mft::selective_state_update(st.ssm, x.select(2, 0), dt.select(2, 0), A, Bm.select(2, 0), Cm.select(2, 0),
-                                    D32, z.select(2, 0), dt_bias, /*dt_softplus=*/true)
+    y = mft::selective_state_update(st.ssm, x.select(2, 0), dt.select(2, 0), A, Bm.select(2, 0), Cm.select(2, 0), D32,
+                                    z.select(2, 0), dt_bias, /*dt_softplus=*/true)
             .unsqueeze(-1);
   } else {
     at::Tensor last;
-    std::tie(y, last) = mft::selective_scan(x, dt, A, Bm, Cm, D32, z, dt_bias, /*delta_softplus=*/true,
-                                            or_none(st.ssm), /*return_last_state=*/true);
+    std::tie(y, last) = mft::selective_scan(x, dt, A, Bm, Cm, D32, z, dt_bias, /*delta_softplus=*/true, or_none(st.ssm),
+                                            /*return_last_state=*/true);
     st.ssm = last;
   }
   return adapted_linear(*out_proj, y.transpose(1, 2));  // (B, L, D)
@@ -285,7 +286,8 @@ std::unique_ptr<DecodeCache> MambaCache::repeat(int64_t n) const {
   auto c = std::make_unique<MambaCache>();
   c->batch = n;
   c->length = length;
-  for (const auto& l : layers) c->layers.push_back({repeat_cache_rows(*this, l.conv, n), repeat_cache_rows(*this, l.ssm, n)});
+  for (const auto& l : layers)
+    c->layers.push_back({repeat_cache_rows(*this, l.conv, n), repeat_cache_rows(*this, l.ssm, n)});
   return c;
 }
 
@@ -311,8 +313,8 @@ std::vector<CausalLM::Decay> MambaForCausalLMImpl::recurrence_decays(const at::T
   at::Tensor h = adapted_embedding(*embeddings, input_ids);
   for (const auto& layer : *layers) {
     auto& b = *layer->as<MambaBlock>();
-    out.push_back({b.mixer->delta(b.norm(h.to(b.norm->weight.scalar_type()))),
-                   -at::exp(b.mixer->A_log.to(at::kFloat))});
+    out.push_back(
+        {b.mixer->delta(b.norm(h.to(b.norm->weight.scalar_type()))), -at::exp(b.mixer->A_log.to(at::kFloat))});
     h = b.forward(h);
   }
   return out;

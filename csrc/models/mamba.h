@@ -77,7 +77,8 @@ TORCH_MODULE(MambaMixer);
 class MambaBlockImpl : public torch::nn::Module {
  public:
   explicit MambaBlockImpl(const MambaConfig& c);
-  at::Tensor forward(const at::Tensor& h, MambaLayerState* state = nullptr, const OptTensor& seq_idx = {});  // (B, L, D)
+  at::Tensor forward(const at::Tensor& h, MambaLayerState* state = nullptr,
+                     const OptTensor& seq_idx = {});  // (B, L, D)
   RMSNorm norm{nullptr};
   MambaMixer mixer{nullptr};
   bool residual_in_fp32;
@@ -87,7 +88,8 @@ TORCH_MODULE(MambaBlock);
 class MambaForCausalLMImpl : public CausalLM {
  public:
   explicit MambaForCausalLMImpl(const MambaConfig& c);
-  at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt) override;  // (B, L) int64 -> logits (B, L, vocab) fp32
+  at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& seq_idx = std::nullopt)
+      override;  // (B, L) int64 -> logits (B, L, vocab) fp32
   at::Tensor forward_cached(const at::Tensor& input_ids, DecodeCache& cache, int64_t last_logits = 0) override;
   std::unique_ptr<DecodeCache> new_cache(int64_t batch) override;
   std::string family() const override { return "mamba"; }

@@ -1,12 +1,12 @@
 #include "models/mamba2.h"
 
-#include "models/checkpoint.h"
 #include "core/json_parse.h"
+#include "models/checkpoint.h"
 #include "models/config_json.h"
 #include "models/load_weights.h"
 #include "models/lora_adapter.h"
-#include "models/tied_embeddings.h"
 #include "models/original_layout.h"
+#include "models/tied_embeddings.h"
 #include "ops/channel_major.h"
 #include "ops/ops.h"
 #include "ops/ssd_scan.h"
@@ -23,7 +23,8 @@ namespace nn = torch::nn;
 Mamba2Config Mamba2Config::from_json(const nlohmann::json& json, const std::string& path) {
   const ConfigJson j(json, path, "mamba2");
   if (j.has("model_type")) {
-    j.require(json["model_type"] == "mamba2", "model_type is " + json_excerpt(json["model_type"]) + "; expected \"mamba2\"");
+    j.require(json["model_type"] == "mamba2",
+              "model_type is " + json_excerpt(json["model_type"]) + "; expected \"mamba2\"");
   }
   Mamba2Config c;
   // HF's class defaults describe Codestral-7B: the geometry must be spelled out.
@@ -65,8 +66,8 @@ Mamba2Config Mamba2Config::from_json(const nlohmann::json& json, const std::stri
   j.require(c.num_heads % c.n_groups == 0, "num_heads " + std::to_string(c.num_heads) +
                                                " must be divisible by n_groups " + std::to_string(c.n_groups));
   j.require(c.hidden_size * c.expand == c.num_heads * c.head_dim,
-            "hidden_size * expand (" + std::to_string(c.hidden_size * c.expand) + ") must equal num_heads * head_dim (" +
-                std::to_string(c.num_heads * c.head_dim) + ")");
+            "hidden_size * expand (" + std::to_string(c.hidden_size * c.expand) +
+                ") must equal num_heads * head_dim (" + std::to_string(c.num_heads * c.head_dim) + ")");
   for (auto [key, field] : {std::pair{"pad_token_id", &c.pad_token_id},
                             {"bos_token_id", &c.bos_token_id},
                             {"eos_token_id", &c.eos_token_id}}) {
@@ -134,8 +135,8 @@ std::string Mamba2Config::to_hf_json() const {
 
 Mamba2MixerImpl::Mamba2MixerImpl(const Mamba2Config& c) : config(c) {
   const int64_t E = c.intermediate_size(), H = c.num_heads;
-  in_proj = register_module(
-      "in_proj", nn::Linear(nn::LinearOptions(c.hidden_size, E + c.conv_dim() + H).bias(c.use_bias)));
+  in_proj =
+      register_module("in_proj", nn::Linear(nn::LinearOptions(c.hidden_size, E + c.conv_dim() + H).bias(c.use_bias)));
   conv_weight = register_parameter("conv1d_weight", at::zeros({c.conv_dim(), 1, c.conv_kernel}));
   if (c.use_conv_bias) conv_bias = register_parameter("conv1d_bias", at::zeros({c.conv_dim()}));
   dt_bias = register_parameter("dt_bias", at::zeros({H}));
@@ -160,7 +161,7 @@ at::Tensor Mamba2MixerImpl::forward(const at::Tensor& u, Mamba2LayerState* st, c
   const at::Tensor proj = adapted_linear(*in_proj, u);  // (B, L, E + CD + H): [z | xBC | dt]
   const at::Tensor z = proj.narrow(2, 0, E);
   const at::Tensor xBC_in = mft::channel_major(proj.narrow(2, E, CD).transpose(1, 2));  // (B, CD, L)
-  const at::Tensor dt = proj.narrow(2, E + CD, H);                                // (B, L, H)
+  const at::Tensor dt = proj.narrow(2, E + CD, H);                                      // (B, L, H)
   const OptTensor bias = conv_bias.defined() ? OptTensor(conv_bias) : std::nullopt;
   const at::Tensor w = conv_weight.view({CD, -1});
   const int64_t keep = w.size(1) - 1;
@@ -182,8 +183,8 @@ at::Tensor Mamba2MixerImpl::forward(const at::Tensor& u, Mamba2LayerState* st, c
   const at::Tensor D32 = D.to(at::kFloat), bias32 = dt_bias.to(at::kFloat);
   at::Tensor y;  // (B, L, H, P)
   if (st && L == 1) {
-    y = mft::ssd_state_update(st->ssm, x.select(1, 0), dt.select(1, 0), A, Bm.select(1, 0), Cm.select(1, 0), D32,
-                              {}, bias32, /*dt_softplus=*/true, limit)
+    y = mft::ssd_state_update(st->ssm, x.select(1, 0), dt.select(1, 0), A, Bm.select(1, 0), Cm.select(1, 0), D32, {},
+                              bias32, /*dt_softplus=*/true, limit)
             .unsqueeze(1);
   } else {
     at::Tensor fin;
@@ -217,7 +218,7 @@ Mamba2ForCausalLMImpl::Mamba2ForCausalLMImpl(const Mamba2Config& c) : config(c) 
 
 at::Tensor Mamba2ForCausalLMImpl::head(const at::Tensor& h, const at::Tensor& head_weight) {
   const at::Tensor normed = norm_f(h.to(norm_f->weight.scalar_type()));
-  const at::Tensor w = head_weight.defined()                ? head_weight
+  const at::Tensor w = head_weight.defined()        ? head_weight
                        : config.tie_word_embeddings ? embeddings->weight
                                                     : lm_head->weight;  // (V, D)
   return logits_out(at::linear(normed.to(w.scalar_type()), w));
@@ -240,7 +241,8 @@ std::unique_ptr<DecodeCache> Mamba2Cache::repeat(int64_t n) const {
   auto c = std::make_unique<Mamba2Cache>();
   c->batch = n;
   c->length = length;
-  for (const auto& l : layers) c->layers.push_back({repeat_cache_rows(*this, l.conv, n), repeat_cache_rows(*this, l.ssm, n)});
+  for (const auto& l : layers)
+    c->layers.push_back({repeat_cache_rows(*this, l.conv, n), repeat_cache_rows(*this, l.ssm, n)});
   return c;
 }
 

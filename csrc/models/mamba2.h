@@ -7,10 +7,10 @@
 #include "models/causal_lm.h"
 #include "models/mamba.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
+#include <nlohmann/json.hpp>
 
 #include <limits>
 #include <string>

@@ -34,12 +34,12 @@ MemoryEstimate estimate_inference(const ModelFootprint& f, int64_t batch, int64_
 MemoryEstimate estimate_logits(int64_t vocab, int64_t batch, int64_t tokens);
 
 struct TrainingShape {
-  int64_t batch = 1, seq = 512;           // one micro-batch
-  at::ScalarType dtype = at::kFloat;      // autocast dtype
+  int64_t batch = 1, seq = 512;       // one micro-batch
+  at::ScalarType dtype = at::kFloat;  // autocast dtype
   bool lora = false;
   int64_t lora_rank = 8;
-  bool pure_half = false;                 // frozen base weights stored in dtype
-  std::string optimizer = "adamw";        // adamw: 2 states per trained weight; sgd: 1 (momentum)
+  bool pure_half = false;           // frozen base weights stored in dtype
+  std::string optimizer = "adamw";  // adamw: 2 states per trained weight; sgd: 1 (momentum)
 };
 
 // One training step: master weights, low-precision copies of frozen weights, gradients and optimizer state

@@ -35,19 +35,19 @@ std::optional<nlohmann::json> original_config_to_hf(const nlohmann::json& j, con
   // ssm_cfg key -> (HF key, mamba-ssm default): a table per mixer.
   const std::vector<std::tuple<const char*, const char*, nlohmann::json>> table =
       mamba2 ? std::vector<std::tuple<const char*, const char*, nlohmann::json>>{{"d_state", "state_size", 128},
-                                                                                {"d_conv", "conv_kernel", 4},
-                                                                                {"expand", "expand", 2},
-                                                                                {"headdim", "head_dim", 64},
-                                                                                {"ngroups", "n_groups", 1},
-                                                                                {"chunk_size", "chunk_size", 256},
-                                                                                {"conv_bias", "use_conv_bias", true},
-                                                                                {"bias", "use_bias", false}}
+                                                                                 {"d_conv", "conv_kernel", 4},
+                                                                                 {"expand", "expand", 2},
+                                                                                 {"headdim", "head_dim", 64},
+                                                                                 {"ngroups", "n_groups", 1},
+                                                                                 {"chunk_size", "chunk_size", 256},
+                                                                                 {"conv_bias", "use_conv_bias", true},
+                                                                                 {"bias", "use_bias", false}}
              : std::vector<std::tuple<const char*, const char*, nlohmann::json>>{{"d_state", "state_size", 16},
-                                                                                {"d_conv", "conv_kernel", 4},
-                                                                                {"expand", "expand", 2},
-                                                                                {"dt_rank", "time_step_rank", "auto"},
-                                                                                {"conv_bias", "use_conv_bias", true},
-                                                                                {"bias", "use_bias", false}};
+                                                                                 {"d_conv", "conv_kernel", 4},
+                                                                                 {"expand", "expand", 2},
+                                                                                 {"dt_rank", "time_step_rank", "auto"},
+                                                                                 {"conv_bias", "use_conv_bias", true},
+                                                                                 {"bias", "use_bias", false}};
   for (const auto& [from, to, fallback] : table) hf[to] = ssm.contains(from) ? ssm[from] : fallback;
   if (mamba2) {
     c.require(!ssm.value("D_has_hdim", false), "ssm_cfg.D_has_hdim is not supported");

@@ -21,26 +21,26 @@ struct Geometry {
 };
 
 std::string mamba_config(int64_t d, int64_t layers, int64_t vocab) {
-  return nlohmann::json{{"model_type", "mamba"},       {"hidden_size", d},       {"num_hidden_layers", layers},
-                        {"vocab_size", vocab},         {"state_size", 16},       {"conv_kernel", 4},
-                        {"expand", 2},                 {"intermediate_size", 2 * d}, {"time_step_rank", (d + 15) / 16},
-                        {"tie_word_embeddings", true}, {"use_conv_bias", true},  {"use_bias", false}}
+  return nlohmann::json{{"model_type", "mamba"},
+                        {"hidden_size", d},
+                        {"num_hidden_layers", layers},
+                        {"vocab_size", vocab},
+                        {"state_size", 16},
+                        {"conv_kernel", 4},
+                        {"expand", 2},
+                        {"intermediate_size", 2 * d},
+                        {"time_step_rank", (d + 15) / 16},
+                        {"tie_word_embeddings", true},
+                        {"use_conv_bias", true},
+                        {"use_bias", false}}
       .dump();
 }
 
 std::string mamba2_config(int64_t d, int64_t layers, int64_t vocab, int64_t head_dim, int64_t state) {
-  return nlohmann::json{{"model_type", "mamba2"},
-                        {"hidden_size", d},
-                        {"num_hidden_layers", layers},
-                        {"vocab_size", vocab},
-                        {"state_size", state},
-                        {"num_heads", 2 * d / head_dim},
-                        {"head_dim", head_dim},
-                        {"n_groups", 1},
-                        {"expand", 2},
-                        {"conv_kernel", 4},
-                        {"chunk_size", 256},
-                        {"tie_word_embeddings", true}}
+  return nlohmann::json{{"model_type", "mamba2"}, {"hidden_size", d},    {"num_hidden_layers", layers},
+                        {"vocab_size", vocab},    {"state_size", state}, {"num_heads", 2 * d / head_dim},
+                        {"head_dim", head_dim},   {"n_groups", 1},       {"expand", 2},
+                        {"conv_kernel", 4},       {"chunk_size", 256},   {"tie_word_embeddings", true}}
       .dump();
 }
 
@@ -70,16 +70,25 @@ std::string with_byte_specials(const std::string& config, bool has_pad) {
 
 std::vector<PresetInfo> make_presets() {
   std::vector<PresetInfo> p;
-  for (const Geometry& g : {Geometry{"130m", 768, 24, 0}, {"370m", 1024, 48, 0}, {"790m", 1536, 48, 0},
-                            {"1.4b", 2048, 48, 0}, {"2.8b", 2560, 64, 0}}) {
+  for (const Geometry& g : {Geometry{"130m", 768, 24, 0},
+                            {"370m", 1024, 48, 0},
+                            {"790m", 1536, 48, 0},
+                            {"1.4b", 2048, 48, 0},
+                            {"2.8b", 2560, 64, 0}}) {
     p.push_back({std::string("mamba-") + g.name, "mamba", mamba_config(g.hidden, g.layers, 50280)});
   }
-  for (const Geometry& g : {Geometry{"130m", 768, 24, 0}, {"370m", 1024, 48, 0}, {"780m", 1536, 48, 0},
-                            {"1.3b", 2048, 48, 0}, {"2.7b", 2560, 64, 0}}) {
+  for (const Geometry& g : {Geometry{"130m", 768, 24, 0},
+                            {"370m", 1024, 48, 0},
+                            {"780m", 1536, 48, 0},
+                            {"1.3b", 2048, 48, 0},
+                            {"2.7b", 2560, 64, 0}}) {
     p.push_back({std::string("mamba2-") + g.name, "mamba2", mamba2_config(g.hidden, g.layers, 50288, 64, 128)});
   }
-  for (const Geometry& g : {Geometry{"160m", 768, 12, 12}, {"410m", 1024, 24, 16}, {"1b", 2048, 16, 8},
-                            {"1.4b", 2048, 24, 16}, {"2.8b", 2560, 32, 32}}) {
+  for (const Geometry& g : {Geometry{"160m", 768, 12, 12},
+                            {"410m", 1024, 24, 16},
+                            {"1b", 2048, 16, 8},
+                            {"1.4b", 2048, 24, 16},
+                            {"2.8b", 2560, 32, 32}}) {
     p.push_back({std::string("pythia-") + g.name, "gpt_neox", pythia_config(g.hidden, g.layers, g.heads, 50304)});
   }
   // Tiny: a byte-level vocabulary (258 ids, padded to 272) and about 0.2M parameters each; config.json

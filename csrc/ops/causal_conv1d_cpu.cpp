@@ -129,7 +129,11 @@ struct ConvRow {
   const S* same = nullptr;
   S bias = 0;
   explicit ConvRow(const ConvGeometry& geo)
-      : g(geo), pad(geo.width - 1), mstride(geo.seqlen + geo.width - 1), xp(pad + geo.seqlen), w(geo.width),
+      : g(geo),
+        pad(geo.width - 1),
+        mstride(geo.seqlen + geo.width - 1),
+        xp(pad + geo.seqlen),
+        w(geo.width),
         wv(geo.width) {}
 
   void load_row(const ConvOperands& op, const std::vector<S>& masks, int64_t bi, int64_t d) {

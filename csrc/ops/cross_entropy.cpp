@@ -186,13 +186,12 @@ at::Tensor cross_entropy_sum(const at::Tensor& logits, const at::Tensor& labels,
   TORCH_CHECK(logits.dim() == 2, "cross_entropy_sum: logits must be (N, V); got ", logits.sizes());
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == logits.size(0),
               "cross_entropy_sum: labels must be (N,) with N = ", logits.size(0), "; got ", labels.sizes());
-  TORCH_CHECK(labels.scalar_type() == at::kLong, "cross_entropy_sum: labels must be int64; got ",
-              labels.scalar_type());
+  TORCH_CHECK(labels.scalar_type() == at::kLong, "cross_entropy_sum: labels must be int64; got ", labels.scalar_type());
   const at::ScalarType t = logits.scalar_type();
   TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kBFloat16 || t == at::kHalf,
               "cross_entropy_sum: logits must be fp32, fp64, bf16 or fp16; got ", t);
-  TORCH_CHECK(labels.device() == logits.device(), "cross_entropy_sum: labels are on ", labels.device(),
-              ", logits on ", logits.device());
+  TORCH_CHECK(labels.device() == logits.device(), "cross_entropy_sum: labels are on ", labels.device(), ", logits on ",
+              logits.device());
   if (!logits.device().is_cpu() || logits.size(1) == 0) {
     const at::Tensor x = t == at::kDouble ? logits : logits.to(at::kFloat);
     return at::cross_entropy_loss(x, labels, {}, at::Reduction::Sum, ignore_index);

@@ -14,7 +14,6 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
-
 namespace mft {
 namespace {
 using torch::autograd::AutogradContext;

@@ -106,13 +106,12 @@ MambaInnerGeometry check_mamba_inner_args(const MambaInnerArgs& a) {
 
 MambaInnerArgs mamba_inner_args(const at::Tensor& xz, const at::Tensor& conv_weight, const OptTensor& conv_bias,
                                 const at::Tensor& x_proj_weight, const at::Tensor& dt_proj_weight,
-                                const at::Tensor& out_proj_weight, const OptTensor& out_proj_bias,
-                                const at::Tensor& A, const OptTensor& D, const OptTensor& dt_bias,
-                                const OptTensor& x_proj_lora_A, const OptTensor& x_proj_lora_B,
-                                const OptTensor& dt_proj_lora_A, const OptTensor& dt_proj_lora_B,
-                                const OptTensor& out_proj_lora_A, const OptTensor& out_proj_lora_B,
-                                at::ArrayRef<double> lora_scales, double lora_dropout, bool training,
-                                std::optional<int64_t> dropout_seed, const OptTensor& seq_idx) {
+                                const at::Tensor& out_proj_weight, const OptTensor& out_proj_bias, const at::Tensor& A,
+                                const OptTensor& D, const OptTensor& dt_bias, const OptTensor& x_proj_lora_A,
+                                const OptTensor& x_proj_lora_B, const OptTensor& dt_proj_lora_A,
+                                const OptTensor& dt_proj_lora_B, const OptTensor& out_proj_lora_A,
+                                const OptTensor& out_proj_lora_B, at::ArrayRef<double> lora_scales, double lora_dropout,
+                                bool training, std::optional<int64_t> dropout_seed, const OptTensor& seq_idx) {
   TORCH_CHECK(lora_scales.size() == 3, kOp, ": lora_scales must hold 3 values (x_proj, dt_proj, out_proj); got ",
               lora_scales.size());
   MambaInnerArgs a;
@@ -140,13 +139,11 @@ at::Tensor mamba_inner(const at::Tensor& xz, const at::Tensor& conv_weight, cons
                        const at::Tensor& x_proj_weight, const at::Tensor& dt_proj_weight,
                        const at::Tensor& out_proj_weight, const OptTensor& out_proj_bias, const at::Tensor& A,
                        const OptTensor& D, const OptTensor& dt_bias, const OptTensor& x_proj_lora_A,
-                       const OptTensor& x_proj_lora_B, const OptTensor& dt_proj_lora_A,
-                       const OptTensor& dt_proj_lora_B, const OptTensor& out_proj_lora_A,
-                       const OptTensor& out_proj_lora_B, at::ArrayRef<double> lora_scales, double lora_dropout,
-                       bool training, std::optional<int64_t> dropout_seed, const OptTensor& seq_idx) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mft::mamba_inner", "")
-                       .typed<MambaInnerSignature>();
+                       const OptTensor& x_proj_lora_B, const OptTensor& dt_proj_lora_A, const OptTensor& dt_proj_lora_B,
+                       const OptTensor& out_proj_lora_A, const OptTensor& out_proj_lora_B,
+                       at::ArrayRef<double> lora_scales, double lora_dropout, bool training,
+                       std::optional<int64_t> dropout_seed, const OptTensor& seq_idx) {
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mft::mamba_inner", "").typed<MambaInnerSignature>();
   return op.call(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, out_proj_weight, out_proj_bias, A, D,
                  dt_bias, x_proj_lora_A, x_proj_lora_B, dt_proj_lora_A, dt_proj_lora_B, out_proj_lora_A,
                  out_proj_lora_B, lora_scales, lora_dropout, training, dropout_seed, seq_idx);
@@ -162,10 +159,10 @@ at::Tensor mamba_inner(const MambaInnerArgs& a) {
 }
 
 // The op's inputs in schema order, shared by the three definitions below.
-#define MFT_MAMBA_INNER_INPUTS                                                                                 \
-  "Tensor xz, Tensor conv_weight, Tensor? conv_bias, Tensor x_proj_weight, Tensor dt_proj_weight, "           \
-  "Tensor out_proj_weight, Tensor? out_proj_bias, Tensor A, Tensor? D, Tensor? dt_bias, "                     \
-  "Tensor? x_proj_lora_A, Tensor? x_proj_lora_B, Tensor? dt_proj_lora_A, Tensor? dt_proj_lora_B, "            \
+#define MFT_MAMBA_INNER_INPUTS                                                                                  \
+  "Tensor xz, Tensor conv_weight, Tensor? conv_bias, Tensor x_proj_weight, Tensor dt_proj_weight, "             \
+  "Tensor out_proj_weight, Tensor? out_proj_bias, Tensor A, Tensor? D, Tensor? dt_bias, "                       \
+  "Tensor? x_proj_lora_A, Tensor? x_proj_lora_B, Tensor? dt_proj_lora_A, Tensor? dt_proj_lora_B, "              \
   "Tensor? out_proj_lora_A, Tensor? out_proj_lora_B, float[3] lora_scales, float lora_dropout, bool training, " \
   "int? dropout_seed, Tensor? seq_idx"
 
@@ -174,8 +171,7 @@ TORCH_LIBRARY_FRAGMENT(mft, m) {
   // Internal pair used by the Autograd kernel: the forward also returns what the backward keeps (x_dbl,
   // the scan output y, the scan's state checkpoints); the backward returns one gradient per
   // differentiable input (an empty tensor where output_mask is false).
-  m.def("mamba_inner_fwd(" MFT_MAMBA_INNER_INPUTS
-        ") -> (Tensor out, Tensor x_dbl, Tensor y, Tensor scan_checkpoints)");
+  m.def("mamba_inner_fwd(" MFT_MAMBA_INNER_INPUTS ") -> (Tensor out, Tensor x_dbl, Tensor y, Tensor scan_checkpoints)");
   m.def("mamba_inner_backward(Tensor dout, Tensor x_dbl, Tensor y, Tensor scan_checkpoints, " MFT_MAMBA_INNER_INPUTS
         ", bool[16] output_mask) -> Tensor[]");
 }

@@ -61,10 +61,10 @@ at::Tensor mamba_inner(const at::Tensor& xz, const at::Tensor& conv_weight, cons
                        const at::Tensor& x_proj_weight, const at::Tensor& dt_proj_weight,
                        const at::Tensor& out_proj_weight, const OptTensor& out_proj_bias, const at::Tensor& A,
                        const OptTensor& D, const OptTensor& dt_bias, const OptTensor& x_proj_lora_A,
-                       const OptTensor& x_proj_lora_B, const OptTensor& dt_proj_lora_A,
-                       const OptTensor& dt_proj_lora_B, const OptTensor& out_proj_lora_A,
-                       const OptTensor& out_proj_lora_B, at::ArrayRef<double> lora_scales, double lora_dropout,
-                       bool training, std::optional<int64_t> dropout_seed, const OptTensor& seq_idx);
+                       const OptTensor& x_proj_lora_B, const OptTensor& dt_proj_lora_A, const OptTensor& dt_proj_lora_B,
+                       const OptTensor& out_proj_lora_A, const OptTensor& out_proj_lora_B,
+                       at::ArrayRef<double> lora_scales, double lora_dropout, bool training,
+                       std::optional<int64_t> dropout_seed, const OptTensor& seq_idx);
 
 struct MambaInnerGeometry {
   int64_t batch = 0, inner = 0, seqlen = 0, dstate = 0, dt_rank = 0, width = 0, model_dim = 0;

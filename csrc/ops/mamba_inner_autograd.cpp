@@ -22,16 +22,14 @@ class MambaInnerFunction : public torch::autograd::Function<MambaInnerFunction> 
  public:
   static at::Tensor forward(AutogradContext* ctx, MFT_MAMBA_INNER_PARAMS) {
     if (lora_dropout_active(lora_dropout, training) && !dropout_seed) dropout_seed = draw_lora_dropout_seed();
-    const std::vector<OptTensor> inputs = {xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight,
-                                           out_proj_weight, out_proj_bias, A, D, dt_bias, x_proj_lora_A,
-                                           x_proj_lora_B, dt_proj_lora_A, dt_proj_lora_B, out_proj_lora_A,
-                                           out_proj_lora_B};
+    const std::vector<OptTensor> inputs = {
+        xz,      conv_weight,   conv_bias,     x_proj_weight,  dt_proj_weight, out_proj_weight, out_proj_bias,  A, D,
+        dt_bias, x_proj_lora_A, x_proj_lora_B, dt_proj_lora_A, dt_proj_lora_B, out_proj_lora_A, out_proj_lora_B};
     int64_t needs = 0;  // which differentiable inputs get a gradient, one bit each
     for (size_t i = 0; i < inputs.size(); ++i) needs |= int64_t(inputs[i] && inputs[i]->requires_grad()) << i;
     at::AutoDispatchBelowADInplaceOrView guard;
-    static auto fwd = c10::Dispatcher::singleton()
-                          .findSchemaOrThrow("mft::mamba_inner_fwd", "")
-                          .typed<MambaInnerFwdSignature>();
+    static auto fwd =
+        c10::Dispatcher::singleton().findSchemaOrThrow("mft::mamba_inner_fwd", "").typed<MambaInnerFwdSignature>();
     auto [out, x_dbl, y, checkpoints] = fwd.call(MFT_MAMBA_INNER_ARGS);
     std::vector<at::Tensor> saved;
     for (const auto& t : inputs) saved.push_back(or_undefined(t));
@@ -58,11 +56,10 @@ class MambaInnerFunction : public torch::autograd::Function<MambaInnerFunction> 
                          .findSchemaOrThrow("mft::mamba_inner_backward", "")
                          .typed<MambaInnerBackwardSignature>();
     const at::Tensor& dout = grads[0];
-    std::vector<at::Tensor> g =
-        op.call(dout, s[17], s[18], s[19], s[0], s[1], o(2), s[3], s[4], s[5], o(6), s[7], o(8), o(9), o(10), o(11),
-                o(12), o(13), o(14), o(15), scales, ctx->saved_data["lora_dropout"].toDouble(),
-                ctx->saved_data["training"].toBool(),
-                seed.isNone() ? std::nullopt : std::optional<int64_t>(seed.toInt()), o(16), mask);
+    std::vector<at::Tensor> g = op.call(
+        dout, s[17], s[18], s[19], s[0], s[1], o(2), s[3], s[4], s[5], o(6), s[7], o(8), o(9), o(10), o(11), o(12),
+        o(13), o(14), o(15), scales, ctx->saved_data["lora_dropout"].toDouble(), ctx->saved_data["training"].toBool(),
+        seed.isNone() ? std::nullopt : std::optional<int64_t>(seed.toInt()), o(16), mask);
     variable_list out(kMambaInnerGrads + 5);  // none for lora_scales, lora_dropout, training, seed, seq_idx
     for (int i = 0; i < kMambaInnerGrads; ++i) {
       if (mask[i]) out[i] = g[i];

@@ -139,8 +139,8 @@ struct ProjectionGrads {
 };
 
 // The adapter's part of project_backward on the thin path, batch slices summed in order.
-void project_backward_thin(const at::Tensor& dy, const at::Tensor& x, const LoraFactors& l, bool need_dx,
-                           bool need_dA, bool need_dB, ProjectionGrads& out) {
+void project_backward_thin(const at::Tensor& dy, const at::Tensor& x, const LoraFactors& l, bool need_dx, bool need_dA,
+                           bool need_dB, ProjectionGrads& out) {
   const at::Tensor A = l.A.to(at::kFloat), B = l.B.to(at::kFloat);
   at::Tensor dA, dBt;  // (r, in), (r, out) / s
   for (int64_t b = 0; b < x.size(0); ++b) {
@@ -157,7 +157,7 @@ void project_backward_thin(const at::Tensor& dy, const at::Tensor& x, const Lora
 ProjectionGrads project_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w, const LoraFactors& l,
                                  const at::Tensor& drop, bool need_dx, bool need_dw, bool need_dA, bool need_dB) {
   ProjectionGrads g;
-  if (need_dx) g.dx = wx(w.t(), dy);  // (B, in, L)
+  if (need_dx) g.dx = wx(w.t(), dy);                                    // (B, in, L)
   if (need_dw) g.dw = at::mm(flat_channels(dy), flat_channels(x).t());  // (out, in)
   if (!l.defined() || !(need_dx || need_dA || need_dB)) return g;
   if (thin_path(l, drop, {dy, x}) && (!need_dx || thin::supported(g.dx.select(0, 0)))) {
@@ -195,22 +195,22 @@ at::Tensor delta(const MambaInnerArgs& a, const MambaInnerGeometry& g, const at:
 }
 
 const auto& scan_fwd_op() {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mft::selective_scan_fwd", "")
-                       .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-                           const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                           const at::Tensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool,
-                           const OptTensor&, bool, const OptTensor&)>();
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mft::selective_scan_fwd", "")
+          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+              const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+              const OptTensor&, const OptTensor&, const OptTensor&, bool, const OptTensor&, bool, const OptTensor&)>();
   return op;
 }
 
 const auto& scan_backward_op() {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mft::selective_scan_backward", "")
-                       .typed<ScanGrads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&,
-                                        const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&,
-                                        const OptTensor&, const OptTensor&, bool, const OptTensor&,
-                                        const OptTensor&, const OptTensor&)>();
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mft::selective_scan_backward", "")
+          .typed<ScanGrads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+                           bool, const OptTensor&, const OptTensor&, const OptTensor&)>();
   return op;
 }
 
@@ -231,10 +231,10 @@ MambaInnerFwdResult forward(const MambaInnerArgs& a) {
   const MambaInnerGeometry g = check_mamba_inner_args(a);
   const int64_t E = g.inner, R = g.dt_rank, N = g.dstate;
   const at::Tensor x_in = a.xz.narrow(1, 0, E), z = a.xz.narrow(1, E, E);  // (B, E, L)
-  const at::Tensor xc = conv_output(a, x_in);                               // (B, E, L)
+  const at::Tensor xc = conv_output(a, x_in);                              // (B, E, L)
   const at::Tensor x_dbl =
       project(xc, a.x_proj_weight, a.x_proj_lora, dropout_mask(a, 0, xc, a.x_proj_lora));  // (B, R + 2N, L)
-  const at::Tensor dt = delta(a, g, x_dbl);                                                  // (B, E, L)
+  const at::Tensor dt = delta(a, g, x_dbl);                                                // (B, E, L)
   auto [y, last, checkpoints] = scan_fwd_op().call(xc, dt, a.A, x_dbl.narrow(1, R, N), x_dbl.narrow(1, R + N, N), a.D,
                                                    z, a.dt_bias, /*delta_softplus=*/true, std::nullopt,
                                                    /*return_last_state=*/false, a.seq_idx);
@@ -256,15 +256,14 @@ MambaInnerFwdResult mamba_inner_fwd_composed(MFT_MAMBA_INNER_PARAMS) {
 
 std::vector<at::Tensor> mamba_inner_backward_composed(const at::Tensor& dout_in, const at::Tensor& x_dbl,
                                                       const at::Tensor& y, const at::Tensor& scan_checkpoints,
-                                                      MFT_MAMBA_INNER_PARAMS,
-                                                      std::array<bool, kMambaInnerGrads> mask) {
+                                                      MFT_MAMBA_INNER_PARAMS, std::array<bool, kMambaInnerGrads> mask) {
   const MambaInnerArgs a = mamba_inner_args(MFT_MAMBA_INNER_ARGS);
   const MambaInnerGeometry g = check_mamba_inner_args(a);
   const int64_t E = g.inner, R = g.dt_rank, N = g.dstate;
-  TORCH_CHECK(dout_in.dim() == 3 && dout_in.size(0) == g.batch && dout_in.size(1) == g.seqlen &&
-                  dout_in.size(2) == g.model_dim,
-              "mamba_inner_backward: dout must be (batch, seqlen, model_dim) = ",
-              shape_str({g.batch, g.seqlen, g.model_dim}), "; got ", shape_str(dout_in.sizes()));
+  TORCH_CHECK(
+      dout_in.dim() == 3 && dout_in.size(0) == g.batch && dout_in.size(1) == g.seqlen && dout_in.size(2) == g.model_dim,
+      "mamba_inner_backward: dout must be (batch, seqlen, model_dim) = ", shape_str({g.batch, g.seqlen, g.model_dim}),
+      "; got ", shape_str(dout_in.sizes()));
   // Outputs at padding are constant 0: their gradient goes nowhere (not into the bias either).
   const at::Tensor dout = a.seq_idx ? zero_padding_rows(dout_in, *a.seq_idx) : dout_in;
   const at::Tensor x_in = a.xz.narrow(1, 0, E), z = a.xz.narrow(1, E, E);
@@ -282,13 +281,13 @@ std::vector<at::Tensor> mamba_inner_backward_composed(const at::Tensor& dout_in,
       scan_backward_op().call(go.dx, std::nullopt, xc, dt, a.A, x_dbl.narrow(1, R, N), x_dbl.narrow(1, R + N, N), a.D,
                               z, a.dt_bias, /*delta_softplus=*/true, std::nullopt, a.seq_idx, scan_checkpoints);
   const at::Tensor dt_in = x_dbl.narrow(1, 0, R);
-  const ProjectionGrads gdt = project_backward(ddt, dt_in, a.dt_proj_weight, a.dt_proj_lora,
-                                               dropout_mask(a, 1, dt_in, a.dt_proj_lora), /*need_dx=*/true,
-                                               mask[kDtW], mask[kDtA], mask[kDtB]);
+  const ProjectionGrads gdt =
+      project_backward(ddt, dt_in, a.dt_proj_weight, a.dt_proj_lora, dropout_mask(a, 1, dt_in, a.dt_proj_lora),
+                       /*need_dx=*/true, mask[kDtW], mask[kDtA], mask[kDtB]);
   const at::Tensor dx_dbl = at::cat({gdt.dx, dBm.to(gdt.dx.scalar_type()), dCm.to(gdt.dx.scalar_type())}, 1);
-  const ProjectionGrads gx = project_backward(dx_dbl, xc, a.x_proj_weight, a.x_proj_lora,
-                                              dropout_mask(a, 0, xc, a.x_proj_lora), /*need_dx=*/true, mask[kXW],
-                                              mask[kXA], mask[kXB]);
+  const ProjectionGrads gx =
+      project_backward(dx_dbl, xc, a.x_proj_weight, a.x_proj_lora, dropout_mask(a, 0, xc, a.x_proj_lora),
+                       /*need_dx=*/true, mask[kXW], mask[kXA], mask[kXB]);
   dxc.add_(gx.dx);
   auto [dx_in, dconv_w, dconv_b, dconv_init] =
       conv_backward_op().call(dxc, x_in, a.conv_weight, a.conv_bias, std::nullopt, /*silu=*/true, a.seq_idx);

@@ -34,9 +34,8 @@ at::Tensor mamba_inner(const MambaInnerArgs& a) {
   const at::Tensor xc = causal_conv1d(x, a.conv_weight.to(cd), to_cd(a.conv_bias), std::nullopt, true, a.seq_idx);
   const at::Tensor x_dbl = projection(a, 0, xc, a.x_proj_weight, a.x_proj_lora, cd);  // (B, R + 2N, L)
   const at::Tensor dt = projection(a, 1, x_dbl.narrow(1, 0, R), a.dt_proj_weight, a.dt_proj_lora, cd);
-  const at::Tensor y = std::get<0>(selective_scan(xc, dt, a.A, x_dbl.narrow(1, R, N), x_dbl.narrow(1, R + N, N), a.D,
-                                                  z, a.dt_bias, /*delta_softplus=*/true, std::nullopt, false,
-                                                  a.seq_idx));
+  const at::Tensor y = std::get<0>(selective_scan(xc, dt, a.A, x_dbl.narrow(1, R, N), x_dbl.narrow(1, R + N, N), a.D, z,
+                                                  a.dt_bias, /*delta_softplus=*/true, std::nullopt, false, a.seq_idx));
   at::Tensor out = projection(a, 2, y, a.out_proj_weight, a.out_proj_lora, cd).transpose(1, 2);  // (B, L, Dm)
   if (a.out_proj_bias) out = out + a.out_proj_bias->to(cd);
   if (a.seq_idx) out = at::where(a.seq_idx->lt(0).unsqueeze(-1), at::zeros({}, out.options()), out);  // padding: 0

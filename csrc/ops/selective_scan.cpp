@@ -10,7 +10,6 @@ namespace mft {
 namespace {
 constexpr const char* kOp = "selective_scan";
 
-
 // B or C: (D, N) time-invariant, (B, N, L), or (B, G, N, L). Returns groups (0 when time-invariant).
 int64_t check_bc(const at::Tensor& t, const char* name, int64_t batch, int64_t dim, int64_t dstate, int64_t seqlen) {
   check_floating(t, kOp, name);

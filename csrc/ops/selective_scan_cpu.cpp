@@ -397,7 +397,7 @@ void backward_segment(const ScanOperands<S>& op, ScanGradBuffers<S>& gb, BlockAd
     V gb0{}, gb1{}, ahA0{}, ahA1{};
     auto states = [&](auto is_reset) {
       constexpr bool kReset = decltype(is_reset)::value;
-      auto state = [&](int64_t n, V& gsum, V& asum) __attribute__((always_inline)) {
+      auto state = [&](int64_t n, V & gsum, V & asum) __attribute__((always_inline)) {
         const V bn = kVarB ? splat<V>(Brow[n]) : pB[n];
         const V cn = kVarC ? splat<V>(Crow[n]) : pC[n];
         const V G = carry[n] + dy * cn;

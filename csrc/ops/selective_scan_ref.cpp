@@ -46,7 +46,7 @@ std::tuple<at::Tensor, at::Tensor> selective_scan(const at::Tensor& u, const at:
     x = at::exp(dt_t * Ac) * x + dt_t * u_t * bc_at(Bc, t, g.batch, g.dim);  // (B, D, N)
     // Padding: no state (the initial state too is dropped when t = 0 is padding).
     if (seq_idx) x = at::where(seq_idx->select(1, t).lt(0).view({g.batch, 1, 1}), zero, x);
-    ys.push_back((x * bc_at(Cc, t, g.batch, g.dim)).sum(-1));                // (B, D)
+    ys.push_back((x * bc_at(Cc, t, g.batch, g.dim)).sum(-1));  // (B, D)
   }
   at::Tensor y = at::stack(ys, 2);  // (B, D, L)
   if (D) y = y + D->to(cd).unsqueeze(-1) * uc;

@@ -42,8 +42,8 @@ std::pair<double, double> resolve_dt_limit(std::optional<at::ArrayRef<double>> d
   if (!dt_limit) return {0.0, std::numeric_limits<double>::infinity()};
   TORCH_CHECK(dt_limit->size() == 2, op, ": dt_limit must be (min, max); got ", dt_limit->size(), " values");
   const double lo = (*dt_limit)[0], hi = (*dt_limit)[1];
-  TORCH_CHECK(!std::isnan(lo) && !std::isnan(hi) && lo <= hi, op, ": dt_limit must satisfy min <= max; got (", lo,
-              ", ", hi, ")");
+  TORCH_CHECK(!std::isnan(lo) && !std::isnan(hi) && lo <= hi, op, ": dt_limit must satisfy min <= max; got (", lo, ", ",
+              hi, ")");
   return {lo, hi};
 }
 }  // namespace
@@ -183,9 +183,8 @@ at::Tensor ssd_state_update_impl(at::Tensor& state, const at::Tensor& x, const a
 std::tuple<at::Tensor, at::Tensor> ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
                                             const at::Tensor& B, const at::Tensor& C, int64_t chunk_size,
                                             const OptTensor& D, const OptTensor& z, const OptTensor& dt_bias,
-                                            const OptTensor& initial_states, const OptTensor& seq_idx,
-                                            bool dt_softplus, std::optional<at::ArrayRef<double>> dt_limit,
-                                            bool return_final_states) {
+                                            const OptTensor& initial_states, const OptTensor& seq_idx, bool dt_softplus,
+                                            std::optional<at::ArrayRef<double>> dt_limit, bool return_final_states) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("mft::ssd_scan", "")
                        .typed<std::tuple<at::Tensor, at::Tensor>(

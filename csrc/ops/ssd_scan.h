@@ -53,9 +53,8 @@ using SsdGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::
                             at::Tensor, at::Tensor>;
 SsdGrads ssd_scan_backward_chunked(const at::Tensor& dout, const OptTensor& dfinal_states, const at::Tensor& x,
                                    const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
-                                   int64_t chunk_size, const OptTensor& D, const OptTensor& z,
-                                   const OptTensor& dt_bias, const OptTensor& initial_states,
-                                   const OptTensor& seq_idx, bool dt_softplus,
+                                   int64_t chunk_size, const OptTensor& D, const OptTensor& z, const OptTensor& dt_bias,
+                                   const OptTensor& initial_states, const OptTensor& seq_idx, bool dt_softplus,
                                    std::optional<at::ArrayRef<double>> dt_limit);
 
 // Decode step (no gradients): state (b, h, p, n) fp32 updated in place; x, z (b, h, p); dt (b, h);

@@ -21,11 +21,10 @@ class SsdScanFunction : public torch::autograd::Function<SsdScanFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
                                const at::Tensor& B, const at::Tensor& C, int64_t chunk_size, const OptTensor& D,
                                const OptTensor& z, const OptTensor& dt_bias, const OptTensor& initial_states,
-                               const OptTensor& seq_idx, bool dt_softplus, DtLimit dt_limit,
-                               bool return_final_states) {
+                               const OptTensor& seq_idx, bool dt_softplus, DtLimit dt_limit, bool return_final_states) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [out, final_states] = ssd_scan(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, seq_idx,
-                                        dt_softplus, dt_limit, return_final_states);
+    auto [out, final_states] = ssd_scan(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, seq_idx, dt_softplus,
+                                        dt_limit, return_final_states);
     ctx->save_for_backward({x, dt, A, B, C, or_undefined(D), or_undefined(z), or_undefined(dt_bias),
                             or_undefined(initial_states), or_undefined(seq_idx)});
     ctx->saved_data["chunk_size"] = chunk_size;
@@ -42,19 +41,18 @@ class SsdScanFunction : public torch::autograd::Function<SsdScanFunction> {
     const c10::IValue& lim = ctx->saved_data["dt_limit"];
     std::vector<double> lim_values = lim.isNone() ? std::vector<double>() : lim.toDoubleVector();
     const DtLimit dt_limit = lim.isNone() ? DtLimit() : DtLimit(lim_values);
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("mft::ssd_scan_backward", "")
-                         .typed<SsdGrads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&,
-                                         const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
-                                         const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
-                                         const OptTensor&, bool, DtLimit)>();
-    auto [dx, ddt, dA, dB, dC, dD, dz, dbias, dinit] =
-        op.call(dout, or_none(grads[1]), s[0], s[1], s[2], s[3], s[4], ctx->saved_data["chunk_size"].toInt(),
-                or_none(s[5]), or_none(s[6]), or_none(s[7]), or_none(s[8]), or_none(s[9]),
-                ctx->saved_data["dt_softplus"].toBool(), dt_limit);
+    static auto op =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("mft::ssd_scan_backward", "")
+            .typed<SsdGrads(const at::Tensor&, const OptTensor&, const at::Tensor&, const at::Tensor&,
+                            const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, const OptTensor&,
+                            const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool, DtLimit)>();
+    auto [dx, ddt, dA, dB, dC, dD, dz, dbias, dinit] = op.call(
+        dout, or_none(grads[1]), s[0], s[1], s[2], s[3], s[4], ctx->saved_data["chunk_size"].toInt(), or_none(s[5]),
+        or_none(s[6]), or_none(s[7]), or_none(s[8]), or_none(s[9]), ctx->saved_data["dt_softplus"].toBool(), dt_limit);
     // One gradient per forward argument; none for chunk_size, seq_idx, the bools and dt_limit.
-    return {dx, ddt, dA, dB, dC, at::Tensor(), dD, dz, dbias, dinit, at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    return {dx, ddt,   dA,    dB,           dC,           at::Tensor(), dD,
+            dz, dbias, dinit, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -80,8 +78,8 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan_autocast(const at::Tensor& x, const 
     return t.is_floating_point() && t.scalar_type() != at::kDouble ? t.to(act) : t;
   };
   OptTensor zl = z ? OptTensor(low(*z)) : std::nullopt;
-  return ssd_scan(low(x), low(dt), A, low(B), low(C), chunk_size, D, zl, dt_bias, initial_states, seq_idx,
-                  dt_softplus, dt_limit, return_final_states);
+  return ssd_scan(low(x), low(dt), A, low(B), low(C), chunk_size, D, zl, dt_bias, initial_states, seq_idx, dt_softplus,
+                  dt_limit, return_final_states);
 }
 }  // namespace
 

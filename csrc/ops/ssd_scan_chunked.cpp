@@ -64,11 +64,11 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan_chunked(const at::Tensor& x, const a
   // x converted once: autograd would otherwise round each use's gradient to x's dtype before summing.
   const at::Tensor xc = unpadded(x.to(cd));
   const at::Tensor xq = pad_seq(xc, Lp).view({b, nc, Q, h, p});
-  const at::Tensor dq = pad_seq(d, Lp).view({b, nc, Q, h}).permute({0, 1, 3, 2});                // (b, nc, h, Q)
+  const at::Tensor dq = pad_seq(d, Lp).view({b, nc, Q, h}).permute({0, 1, 3, 2});  // (b, nc, h, Q)
   const at::Tensor Bq = pad_seq(unpadded(B.to(cd)), Lp).view({b, nc, Q, ng, n}).permute({0, 1, 3, 2, 4});
   const at::Tensor Cq = pad_seq(unpadded(C.to(cd)), Lp).view({b, nc, Q, ng, n}).permute({0, 1, 3, 2, 4});
-  const at::Tensor cs = (dq * A.to(cd).view({1, 1, h, 1})).cumsum(-1);                            // (b, nc, h, Q)
-  const at::Tensor cs_end = cs.narrow(-1, Q - 1, 1);                                              // (b, nc, h, 1)
+  const at::Tensor cs = (dq * A.to(cd).view({1, 1, h, 1})).cumsum(-1);  // (b, nc, h, Q)
+  const at::Tensor cs_end = cs.narrow(-1, Q - 1, 1);                    // (b, nc, h, 1)
 
   // Segments: seg_t counts the document starts up to t; padding continues the last segment.
   at::Tensor seg, seg_before;  // (b, nc, Q), (b, nc, 1): segment of the step before each chunk
@@ -77,8 +77,7 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan_chunked(const at::Tensor& x, const a
     at::Tensor s = at::cat({at::zeros({b, 1}, starts.options()), starts.cumsum(1)}, 1);  // (b, L)
     if (Lp > L) s = at::cat({s, s.narrow(1, L - 1, 1).expand({b, Lp - L})}, 1);
     seg = s.view({b, nc, Q});
-    seg_before = at::cat({at::zeros({b, 1}, s.options()), s.view({b, nc, Q}).select(2, Q - 1).narrow(1, 0, nc - 1)},
-                         1)
+    seg_before = at::cat({at::zeros({b, 1}, s.options()), s.view({b, nc, Q}).select(2, Q - 1).narrow(1, 0, nc - 1)}, 1)
                      .unsqueeze(-1);
   }
 
@@ -88,9 +87,9 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan_chunked(const at::Tensor& x, const a
   if (seq_idx) keep_h = keep_h.logical_and(seg.unsqueeze(-1).eq(seg.unsqueeze(-2)).unsqueeze(2));  // (b,nc,1,Q,Q)
   const at::Tensor decay =
       at::exp((cs.unsqueeze(-1) - cs.unsqueeze(-2)).masked_fill(keep_h.logical_not(), -INFINITY));  // (b,nc,h,Q,Q)
-  const at::Tensor CB = at::matmul(Cq, Bq.transpose(-1, -2));                                    // (b, nc, g, Q, Q)
-  const at::Tensor M = (CB.unsqueeze(3) * (decay * dq.unsqueeze(-2)).view({b, nc, ng, hpg, Q, Q}))
-                           .view({b, nc, h, Q, Q});
+  const at::Tensor CB = at::matmul(Cq, Bq.transpose(-1, -2));                                       // (b, nc, g, Q, Q)
+  const at::Tensor M =
+      (CB.unsqueeze(3) * (decay * dq.unsqueeze(-2)).view({b, nc, ng, hpg, Q, Q})).view({b, nc, h, Q, Q});
   const at::Tensor xh = xq.permute({0, 1, 3, 2, 4});  // (b, nc, h, Q, p)
   at::Tensor y = at::matmul(M, xh);                   // (b, nc, h, Q, p)
 
@@ -135,9 +134,8 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan_chunked(const at::Tensor& x, const a
 
 SsdGrads ssd_scan_backward_chunked(const at::Tensor& dout, const OptTensor& dfinal_states, const at::Tensor& x,
                                    const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
-                                   int64_t chunk_size, const OptTensor& D, const OptTensor& z,
-                                   const OptTensor& dt_bias, const OptTensor& initial_states,
-                                   const OptTensor& seq_idx, bool dt_softplus,
+                                   int64_t chunk_size, const OptTensor& D, const OptTensor& z, const OptTensor& dt_bias,
+                                   const OptTensor& initial_states, const OptTensor& seq_idx, bool dt_softplus,
                                    std::optional<at::ArrayRef<double>> dt_limit) {
   TORCH_CHECK(dout.sizes() == x.sizes(), "ssd_scan_backward: dout must have the shape of x ", shape_str(x.sizes()),
               "; got ", shape_str(dout.sizes()));

@@ -12,8 +12,8 @@ namespace mft::reference {
 namespace {
 // dt' = clamp(softplus(dt + dt_bias)), any shape ending in heads. Written again here rather than calling
 // ssd_effective_dt: the oracle shares no code with the kernels it checks.
-at::Tensor effective_dt(const at::Tensor& dt, at::ScalarType cd, const OptTensor& dt_bias, bool dt_softplus,
-                        double lo, double hi) {
+at::Tensor effective_dt(const at::Tensor& dt, at::ScalarType cd, const OptTensor& dt_bias, bool dt_softplus, double lo,
+                        double hi) {
   at::Tensor d = dt.to(cd);
   if (dt_bias) d = d + dt_bias->to(cd);
   if (dt_softplus) d = at::softplus(d);
@@ -35,9 +35,8 @@ at::Tensor D_bcast(const at::Tensor& D, at::ScalarType cd) {
 std::tuple<at::Tensor, at::Tensor> ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
                                             const at::Tensor& B, const at::Tensor& C, int64_t chunk_size,
                                             const OptTensor& D, const OptTensor& z, const OptTensor& dt_bias,
-                                            const OptTensor& initial_states, const OptTensor& seq_idx,
-                                            bool dt_softplus, std::optional<at::ArrayRef<double>> dt_limit,
-                                            bool return_final_states) {
+                                            const OptTensor& initial_states, const OptTensor& seq_idx, bool dt_softplus,
+                                            std::optional<at::ArrayRef<double>> dt_limit, bool return_final_states) {
   const SsdGeometry g =
       check_ssd_scan_args(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, seq_idx, dt_limit);
   const at::ScalarType cd = compute_dtype(x);
@@ -57,12 +56,12 @@ std::tuple<at::Tensor, at::Tensor> ssd_scan(const at::Tensor& x, const at::Tenso
       S = S * same.to(cd).view({g.batch, 1, 1, 1});
     }
     const at::Tensor d_t = d.select(1, t).view({g.batch, g.heads, 1, 1});
-    const at::Tensor x_t = xc.select(1, t).unsqueeze(-1);          // (b, h, p, 1)
-    const at::Tensor B_t = Bh.select(1, t).unsqueeze(2);           // (b, h, 1, n)
+    const at::Tensor x_t = xc.select(1, t).unsqueeze(-1);                  // (b, h, p, 1)
+    const at::Tensor B_t = Bh.select(1, t).unsqueeze(2);                   // (b, h, 1, n)
     S = at::exp(d_t * Ac.view({1, g.heads, 1, 1})) * S + d_t * x_t * B_t;  // (b, h, p, n)
     // Padding: no state (the initial state too is dropped when t = 0 is padding).
     if (seq_idx) S = at::where(seq_idx->select(1, t).lt(0).view({g.batch, 1, 1, 1}), zero, S);
-    ys.push_back((S * Ch.select(1, t).unsqueeze(2)).sum(-1));     // (b, h, p)
+    ys.push_back((S * Ch.select(1, t).unsqueeze(2)).sum(-1));  // (b, h, p)
   }
   at::Tensor y = at::stack(ys, 1);  // (b, L, h, p)
   if (D) y = y + D_bcast(*D, cd) * xc;

@@ -80,14 +80,22 @@ constexpr int kGroup = 8;
 template <typename F>
 void with_rank(int64_t r, F&& f) {
   switch (r) {
-    case 1: return f(std::integral_constant<int, 1>{});
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 3: return f(std::integral_constant<int, 3>{});
-    case 4: return f(std::integral_constant<int, 4>{});
-    case 5: return f(std::integral_constant<int, 5>{});
-    case 6: return f(std::integral_constant<int, 6>{});
-    case 7: return f(std::integral_constant<int, 7>{});
-    default: return f(std::integral_constant<int, 8>{});
+    case 1:
+      return f(std::integral_constant<int, 1>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    case 5:
+      return f(std::integral_constant<int, 5>{});
+    case 6:
+      return f(std::integral_constant<int, 6>{});
+    case 7:
+      return f(std::integral_constant<int, 7>{});
+    default:
+      return f(std::integral_constant<int, 8>{});
   }
 }
 
@@ -171,15 +179,16 @@ void add_combination(const float* coef, int64_t cs, int64_t r, const float* rows
 }
 
 // Runs the lambda with scalar_t = the activations' dtype (fp32, bf16 or fp16).
-#define MFT_THIN_DISPATCH(type, ...)                                                                   \
-  AT_DISPATCH_SWITCH(type, "thin_gemm", AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)                      \
-                                            AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__)               \
-                                                AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__))
+#define MFT_THIN_DISPATCH(type, ...)                                                                        \
+  AT_DISPATCH_SWITCH(type, "thin_gemm",                                                                     \
+                     AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__) \
+                         AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__))
 
 // A small fp32 factor as a contiguous (rows, cols) matrix.
 at::Tensor factor(const at::Tensor& f, int64_t rows, int64_t cols, const char* name) {
-  TORCH_CHECK(f.dim() == 2 && f.size(0) == rows && f.size(1) == cols && f.scalar_type() == at::kFloat, "thin_gemm: ",
-              name, " must be fp32 (", rows, ", ", cols, "); got ", f.scalar_type(), " ", shape_str(f.sizes()));
+  TORCH_CHECK(f.dim() == 2 && f.size(0) == rows && f.size(1) == cols && f.scalar_type() == at::kFloat,
+              "thin_gemm: ", name, " must be fp32 (", rows, ", ", cols, "); got ", f.scalar_type(), " ",
+              shape_str(f.sizes()));
   return f.contiguous();
 }
 
@@ -197,7 +206,6 @@ void check_x(const at::Tensor& x, const char* name) {
               x.scalar_type(), " ", shape_str(x.sizes()), " strides ", shape_str(x.strides()));
 }
 }  // namespace
-
 
 // Column blocks of the shape-A loops: two lane vectors.
 constexpr int64_t kBlock = 2 * kLanes;
@@ -221,9 +229,7 @@ at::Tensor product(const at::Tensor& f, const at::Tensor& x, const char* name) {
         for (int64_t blk = b0; blk < b1; ++blk) {
           const int64_t l0 = blk * kBlock, n = std::min(kBlock, L - l0);
           for (int64_t j0 = 0; j0 < r; j0 += kGroup) {
-            with_rank(r - j0, [&](auto R) {
-              block_sums<R()>(W + j0 * K, K, K, X, s0, l0, n, U + j0 * L, L);
-            });
+            with_rank(r - j0, [&](auto R) { block_sums<R()>(W + j0 * K, K, K, X, s0, l0, n, U + j0 * L, L); });
           }
         }
       });
@@ -266,7 +272,7 @@ void add_b_u_(const at::Tensor& y, const at::Tensor& bm, const at::Tensor& u, do
       at::parallel_for(0, M, 16, [&](int64_t m0, int64_t m1) {
         for (int64_t m = m0; m < m1; ++m) add_combination(Bm + m * r, 1, r, U, L, sf, L, Y + m * s0);
       });
-    } else {  // columns along M: column l = Σ_j u[j, l] bmᵀ[j, :]
+    } else {                                      // columns along M: column l = Σ_j u[j, l] bmᵀ[j, :]
       const at::Tensor bt = bc.t().contiguous();  // (r, M)
       const float* Bt = bt.const_data_ptr<float>();
       at::parallel_for(0, L, 16, [&](int64_t l0, int64_t l1) {

@@ -90,16 +90,16 @@ struct OutputSection {
 // `mamba-ft eval RECIPE.yaml`: ICL evaluation (lm-evaluation-harness tasks) of the recipe's model, or of
 // what training it wrote (output.dir/final, or output.dir/adapter on model.path).
 struct EvalSection {
-  std::vector<std::string> tasks;           // required by `mamba-ft eval`
-  std::string data_dir = "data";            // DATA_DIR/<task>/<split>.jsonl
-  std::vector<std::string> shots = {"0"};   // few-shot counts (integers >= 0)
+  std::vector<std::string> tasks;             // required by `mamba-ft eval`
+  std::string data_dir = "data";              // DATA_DIR/<task>/<split>.jsonl
+  std::vector<std::string> shots = {"0"};     // few-shot counts (integers >= 0)
   std::vector<std::string> seeds = {"1234"};  // few-shot sampling seeds (integers >= 0)
-  int64_t limit = -1;                       // first N documents per task; -1: all
+  int64_t limit = -1;                         // first N documents per task; -1: all
   int64_t batch_size = 8;
   int64_t max_length = 2048;
-  std::string model;                        // empty: output.dir/final, else model.path (+ output.dir/adapter)
-  std::string adapter;                      // PEFT adapter folder applied to the model
-  std::string output;                       // results JSON; empty: output.dir/eval.json (or none)
+  std::string model;    // empty: output.dir/final, else model.path (+ output.dir/adapter)
+  std::string adapter;  // PEFT adapter folder applied to the model
+  std::string output;   // results JSON; empty: output.dir/eval.json (or none)
   bool log_samples = false;
   int64_t bootstrap_iters = 100000;
 };
@@ -145,7 +145,8 @@ std::string to_yaml(const Recipe& r);
 // without `runs:` is one run. Overrides apply to every run; `runs.N.key=value` to run N only (N from 0).
 // A run without a name is called "<file stem>.<N>" (load_recipe_runs) or "run<N>" (parse_recipe_runs).
 std::vector<Recipe> parse_recipe_runs(const std::string& yaml_text, const std::string& source,
-                                      const std::vector<std::string>& overrides = {}, Purpose purpose = Purpose::kTrain);
+                                      const std::vector<std::string>& overrides = {},
+                                      Purpose purpose = Purpose::kTrain);
 std::vector<Recipe> load_recipe_runs(const std::string& path, const std::vector<std::string>& overrides = {},
                                      Purpose purpose = Purpose::kTrain);
 

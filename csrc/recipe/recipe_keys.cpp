@@ -20,11 +20,11 @@ std::function<FieldPtr(Recipe&)> at(S Recipe::*section, T S::*member) {
 // ---- bounds ---------------------------------------------------------------------------------------------
 // Far above any real run, low enough that a typo fails here naming the key, not as an allocation of
 // terabytes (what the job needs within these bounds is checked against memory before allocating).
-constexpr double kMaxTokens = 1 << 20;       // per sequence
-constexpr double kMaxBatch = 65536;          // sequences per batch
-constexpr double kMaxRank = 65536;           // LoRA rank
-constexpr double kMaxSteps = 1e12;           // optimizer steps
-constexpr double kMaxCount = 1 << 20;        // accumulation steps, eval batches
+constexpr double kMaxTokens = 1 << 20;  // per sequence
+constexpr double kMaxBatch = 65536;     // sequences per batch
+constexpr double kMaxRank = 65536;      // LoRA rank
+constexpr double kMaxSteps = 1e12;      // optimizer steps
+constexpr double kMaxCount = 1 << 20;   // accumulation steps, eval batches
 
 // ---- checks --------------------------------------------------------------------------------------------
 double as_number(const FieldPtr& f) {
@@ -149,9 +149,9 @@ const std::vector<KeyInfo>& recipe_keys() {
        [](Recipe& r) -> FieldPtr { return &r.name; }},
 
       required_always({"model.path",
-                "Hugging Face checkpoint folder (config.json + safetensors/bin), or `preset:NAME` "
-                "for a randomly initialised built-in model (e.g. `preset:mamba-tiny`).",
-                at(&R::model, &ModelSection::path)}),
+                       "Hugging Face checkpoint folder (config.json + safetensors/bin), or `preset:NAME` "
+                       "for a randomly initialised built-in model (e.g. `preset:mamba-tiny`).",
+                       at(&R::model, &ModelSection::path)}),
       {"model.tokenizer",
        "A tokenizer.json file, or `bytes` for the byte tokenizer; empty: the model folder's tokenizer.json "
        "(the tiny presets use `bytes`).",
@@ -265,9 +265,13 @@ const std::vector<KeyInfo>& recipe_keys() {
        at(&R::schedule, &ScheduleSection::min_lr_ratio),
        {ge(0), le(1)}},
 
-      {"trainer.max_steps", "Optimizer steps to run.", at(&R::trainer, &TrainerSection::max_steps),
+      {"trainer.max_steps",
+       "Optimizer steps to run.",
+       at(&R::trainer, &TrainerSection::max_steps),
        {gt(0), le(kMaxSteps)}},
-      {"trainer.batch_size", "Sequences per micro-batch.", at(&R::trainer, &TrainerSection::batch_size),
+      {"trainer.batch_size",
+       "Sequences per micro-batch.",
+       at(&R::trainer, &TrainerSection::batch_size),
        {gt(0), le(kMaxBatch)}},
       {"trainer.grad_accum",
        "Micro-batches accumulated per optimizer step.",
@@ -294,7 +298,8 @@ const std::vector<KeyInfo>& recipe_keys() {
        at(&R::trainer, &TrainerSection::seed)},
       {"trainer.deterministic", "Use deterministic kernels only (slower; bitwise-repeatable runs).",
        at(&R::trainer, &TrainerSection::deterministic)},
-      {"trainer.activation_checkpointing", "Activation checkpointing per block: keep only each block's input and recompute the block in "
+      {"trainer.activation_checkpointing",
+       "Activation checkpointing per block: keep only each block's input and recompute the block in "
        "backward (same autocast and dropout masks): far less activation memory for long sequences and big "
        "models, for about one extra forward pass.",
        at(&R::trainer, &TrainerSection::activation_checkpointing)},
@@ -321,18 +326,29 @@ const std::vector<KeyInfo>& recipe_keys() {
                          "Tasks: lambada_openai, hellaswag, piqa, arc_easy, arc_challenge, winogrande, mmlu (57 "
                          "subjects and the group), mmlu_<subject>, or task YAML files.",
                          at(&R::eval, &EvalSection::tasks)}),
-      {"eval.data_dir", "Folder of the built-in tasks' files: DATA_DIR/<task>/<split>.jsonl as `datasets` exports them.",
+      {"eval.data_dir",
+       "Folder of the built-in tasks' files: DATA_DIR/<task>/<split>.jsonl as `datasets` exports them.",
        at(&R::eval, &EvalSection::data_dir)},
-      {"eval.shots", "Few-shot counts, each a separate evaluation (e.g. [0, 1, 3, 5]).",
-       at(&R::eval, &EvalSection::shots), {all_non_negative_integers()}},
-      {"eval.seeds", "Few-shot sampling seeds (lm-eval's fewshot_random_seed); several give mean and spread.",
-       at(&R::eval, &EvalSection::seeds), {all_non_negative_integers()}},
-      {"eval.limit", "Score only the first N documents of each task; -1: all.", at(&R::eval, &EvalSection::limit),
+      {"eval.shots",
+       "Few-shot counts, each a separate evaluation (e.g. [0, 1, 3, 5]).",
+       at(&R::eval, &EvalSection::shots),
+       {all_non_negative_integers()}},
+      {"eval.seeds",
+       "Few-shot sampling seeds (lm-eval's fewshot_random_seed); several give mean and spread.",
+       at(&R::eval, &EvalSection::seeds),
+       {all_non_negative_integers()}},
+      {"eval.limit",
+       "Score only the first N documents of each task; -1: all.",
+       at(&R::eval, &EvalSection::limit),
        {ge(-1)}},
-      {"eval.batch_size", "Sequences per forward pass.", at(&R::eval, &EvalSection::batch_size),
+      {"eval.batch_size",
+       "Sequences per forward pass.",
+       at(&R::eval, &EvalSection::batch_size),
        {gt(0), le(kMaxBatch)}},
-      {"eval.max_length", "Longest model input in tokens (longer inputs keep their last tokens), as lm-eval.",
-       at(&R::eval, &EvalSection::max_length), {gt(0), le(kMaxTokens)}},
+      {"eval.max_length",
+       "Longest model input in tokens (longer inputs keep their last tokens), as lm-eval.",
+       at(&R::eval, &EvalSection::max_length),
+       {gt(0), le(kMaxTokens)}},
       {"eval.model", "Model to evaluate (HF folder or preset:NAME); empty: the trained one (see the section).",
        at(&R::eval, &EvalSection::model)},
       {"eval.adapter", "PEFT adapter folder applied before evaluation; empty: `output.dir`/adapter when it exists.",
@@ -341,8 +357,10 @@ const std::vector<KeyInfo>& recipe_keys() {
        at(&R::eval, &EvalSection::output)},
       {"eval.log_samples", "Also write every document's requests, loglikelihoods and metrics.",
        at(&R::eval, &EvalSection::log_samples)},
-      {"eval.bootstrap_iters", "Bootstrap draws for perplexity's standard error (lm-eval's bootstrap_iters).",
-       at(&R::eval, &EvalSection::bootstrap_iters), {ge(0)}},
+      {"eval.bootstrap_iters",
+       "Bootstrap draws for perplexity's standard error (lm-eval's bootstrap_iters).",
+       at(&R::eval, &EvalSection::bootstrap_iters),
+       {ge(0)}},
   };
   return keys;
 }

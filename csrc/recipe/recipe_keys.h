@@ -30,7 +30,7 @@ struct KeyInfo {
   std::string doc;   // one or two sentences for the reference
   std::function<FieldPtr(Recipe&)> field;
   std::vector<Check> checks;
-  bool required = false;  // must be given (and non-empty) for training
+  bool required = false;           // must be given (and non-empty) for training
   bool required_for_eval = false;  // ... and for evaluation
 };
 

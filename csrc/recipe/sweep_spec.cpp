@@ -37,11 +37,12 @@ void check_keys(const YAML::Node& node, const std::vector<std::string>& valid, c
   for (const auto& kv : node) {
     const std::string k = kv.first.Scalar();
     if (std::find(valid.begin(), valid.end(), k) == valid.end())
-      fail(source, prefix + k, "unknown key (valid: " + [&] {
-        std::string s;
-        for (const auto& v : valid) s += (s.empty() ? "" : ", ") + v;
-        return s;
-      }() + ")" + closest(k, valid));
+      fail(
+          source, prefix + k, "unknown key (valid: " + [&] {
+            std::string s;
+            for (const auto& v : valid) s += (s.empty() ? "" : ", ") + v;
+            return s;
+          }() + ")" + closest(k, valid));
   }
 }
 
@@ -89,7 +90,8 @@ T scalar_as(const YAML::Node& node, const std::string& source, const std::string
 // sweep.axes -> axes (labels and overrides).
 std::vector<Axis> parse_axes(const YAML::Node& axes, const std::string& source) {
   if (!axes.IsDefined() || axes.IsNull()) fail(source, "sweep.axes", "required: a mapping of axes");
-  if (!axes.IsMap()) fail(source, "sweep.axes", "expected a mapping of axes (name: [values] or name: {label: {key: value}})");
+  if (!axes.IsMap())
+    fail(source, "sweep.axes", "expected a mapping of axes (name: [values] or name: {label: {key: value}})");
   if (axes.size() == 0) fail(source, "sweep.axes", "empty: give at least one axis");
   std::vector<Axis> out;
   for (const auto& kv : axes) {
@@ -105,8 +107,8 @@ std::vector<Axis> parse_axes(const YAML::Node& axes, const std::string& source) 
         if (lv.second.IsMap()) {
           for (const auto& ov : lv.second) value.overrides.push_back(ov.first.Scalar() + "=" + flow(ov.second));
         } else if (!lv.second.IsNull()) {
-          fail(source, key + "." + lv.first.Scalar(), "expected a mapping of key.path: value overrides, got '" +
-                                                         flow(lv.second) + "'");
+          fail(source, key + "." + lv.first.Scalar(),
+               "expected a mapping of key.path: value overrides, got '" + flow(lv.second) + "'");
         }
         axis.values.push_back(std::move(value));
       }
@@ -143,7 +145,8 @@ void apply_axis_value(std::vector<Axis>& axes, const std::string& text, const st
   });
   std::vector<AxisValue> chosen;
   for (const auto& item : items) {
-    auto found = std::find_if(it->values.begin(), it->values.end(), [&](const AxisValue& v) { return v.label == item; });
+    auto found =
+        std::find_if(it->values.begin(), it->values.end(), [&](const AxisValue& v) { return v.label == item; });
     if (found != it->values.end()) {
       chosen.push_back(*found);
     } else if (key_axis) {
@@ -252,8 +255,8 @@ std::string SweepPoint::label(const std::string& axis) const {
   return "";
 }
 
-SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source, const std::vector<std::string>& overrides,
-                      const std::vector<std::string>& axis_values) {
+SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source,
+                      const std::vector<std::string>& overrides, const std::vector<std::string>& axis_values) {
   YAML::Node root = load(yaml_text, source);
   if (!root.IsMap()) fail(source, "(top level)", "expected a mapping with sweep:, base: and optionally prepare:");
   check_keys(root, {"sweep", "base", "prepare"}, source, "");
@@ -269,7 +272,8 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source, c
       std::vector<std::string> path;
       std::stringstream ks(key.substr(6));
       for (std::string part; std::getline(ks, part, '.');) path.push_back(part);
-      if (path.empty() || path[0] == "axes") fail(source, "override '" + text + "'", "change axes with --axis NAME=a,b");
+      if (path.empty() || path[0] == "axes")
+        fail(source, "override '" + text + "'", "change axes with --axis NAME=a,b");
       set_path(sweep, path, load(text.substr(eq + 1), "override '" + text + "'"));
     } else if (key.rfind("prepare.", 0) == 0) {
       spec.prepare_overrides.push_back(text.substr(8));
@@ -277,7 +281,8 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source, c
       spec.base_overrides.push_back(text);
     }
   }
-  check_keys(sweep, {"name", "output_dir", "axes", "family_axis", "seed_axis", "reference", "pairs", "stability", "report"},
+  check_keys(sweep,
+             {"name", "output_dir", "axes", "family_axis", "seed_axis", "reference", "pairs", "stability", "report"},
              source, "sweep.");
   spec.name = sweep["name"] ? sweep["name"].Scalar() : std::filesystem::path(source).stem().string();
   if (!sweep["output_dir"] || sweep["output_dir"].Scalar().empty())
@@ -303,7 +308,8 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source, c
   auto named_axis = [&](const char* key, const std::string& fallback) {
     if (!sweep[key]) return has_axis(fallback) ? fallback : std::string();
     const std::string name = sweep[key].Scalar();
-    if (!has_axis(name)) fail(source, std::string("sweep.") + key, "no axis named '" + name + "'" + closest(name, axis_names));
+    if (!has_axis(name))
+      fail(source, std::string("sweep.") + key, "no axis named '" + name + "'" + closest(name, axis_names));
     return name;
   };
   spec.family_axis = named_axis("family_axis", "family");
@@ -315,7 +321,8 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source, c
       if (!has_axis(axis)) fail(source, "sweep.reference." + axis, "no such axis" + closest(axis, axis_names));
       const auto labels = axis_labels(axis);
       if (std::find(labels.begin(), labels.end(), label) == labels.end())
-        fail(source, "sweep.reference." + axis, "axis '" + axis + "' has no value '" + label + "'" + closest(label, labels));
+        fail(source, "sweep.reference." + axis,
+             "axis '" + axis + "' has no value '" + label + "'" + closest(label, labels));
       if (axis == spec.seed_axis || axis == spec.family_axis)
         fail(source, "sweep.reference." + axis, "the reference is compared within a family and seed; name other axes");
       spec.reference[axis] = label;
@@ -368,7 +375,8 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source, c
   // Validate every point, then the prepare runs (each axis value was checked on its own above).
   std::set<std::string> ids;
   for (const auto& p : sweep_points(spec)) {
-    if (!ids.insert(p.id).second) fail(source, "sweep.axes", "two points get the id '" + p.id + "'; use distinct labels");
+    if (!ids.insert(p.id).second)
+      fail(source, "sweep.axes", "two points get the id '" + p.id + "'; use distinct labels");
     point_recipe(spec, p);
   }
   prepare_recipes(spec);
@@ -423,7 +431,8 @@ std::vector<Recipe> prepare_recipes(const SweepSpec& spec) {
   return parse_recipe_runs(spec.prepare_yaml, spec.prepare_source, spec.prepare_overrides);
 }
 
-const SweepPoint* reference_point(const SweepSpec& spec, const std::vector<SweepPoint>& points, const SweepPoint& point) {
+const SweepPoint* reference_point(const SweepSpec& spec, const std::vector<SweepPoint>& points,
+                                  const SweepPoint& point) {
   if (spec.reference.empty()) return nullptr;
   for (const auto& q : points) {
     bool match = true;

@@ -45,30 +45,30 @@ struct StabilitySettings {
   int64_t precision_tokens = 128;              // tokens for precision divergence
   int64_t blocks = 100, steps = 64;            // perturbation experiment
   std::vector<double> eps = {1e-6, 1e-4, 1e-2};
-  int64_t k = 8;                               // Benettin directions
+  int64_t k = 8;  // Benettin directions
 };
 
 struct SweepSpec {
   std::string source;  // the sweep file
   std::string name, output_dir;
   std::vector<Axis> axes;
-  std::string family_axis, seed_axis;           // empty: none
+  std::string family_axis, seed_axis;            // empty: none
   std::map<std::string, std::string> reference;  // axis -> label
   std::map<std::string, std::string> pairs;      // family label -> paired family label
   StabilitySettings stability;
   bool report = true;
-  std::string base_yaml, base_source;        // the point recipe (YAML text) and where it came from
-  std::string prepare_yaml, prepare_source;  // empty: nothing to prepare
+  std::string base_yaml, base_source;                          // the point recipe (YAML text) and where it came from
+  std::string prepare_yaml, prepare_source;                    // empty: nothing to prepare
   std::vector<std::string> base_overrides, prepare_overrides;  // from the command line
 };
 
 struct SweepPoint {
-  std::string id;                                 // "family-mamba_dtype-bf16_seed-0": a folder name
+  std::string id;                                         // "family-mamba_dtype-bf16_seed-0": a folder name
   std::vector<std::pair<std::string, std::string>> axes;  // axis name -> label, in axis order
-  std::vector<std::string> overrides;             // every axis value's overrides, in axis order
-  std::string config() const;                     // labels of the non-seed axes joined by spaces
-  std::string seed_axis;                          // to tell config() which axis to leave out
-  std::string label(const std::string& axis) const;  // this point's label on `axis` ("" if none)
+  std::vector<std::string> overrides;                     // every axis value's overrides, in axis order
+  std::string config() const;                             // labels of the non-seed axes joined by spaces
+  std::string seed_axis;                                  // to tell config() which axis to leave out
+  std::string label(const std::string& axis) const;       // this point's label on `axis` ("" if none)
 };
 
 // Parses a sweep file. Command-line overrides: "sweep.KEY=value" sets a sweep option (not axes),
@@ -90,6 +90,7 @@ std::vector<Recipe> prepare_recipes(const SweepSpec& spec);
 
 // The point whose labels equal `point`'s except on the reference axes, which take the reference labels
 // (nullptr when there is no reference or it is `point` itself).
-const SweepPoint* reference_point(const SweepSpec& spec, const std::vector<SweepPoint>& points, const SweepPoint& point);
+const SweepPoint* reference_point(const SweepSpec& spec, const std::vector<SweepPoint>& points,
+                                  const SweepPoint& point);
 
 }  // namespace mft::recipe

@@ -228,12 +228,14 @@ std::string divergence(const Sweep& s) {
     chart.err[si][gi] = num(r, "ci");
   }
   const std::string metric = str(rows[0], "metric", "acc");
-  return section("divergence", "Divergence from the reference",
-                 note(fmt::format("Mean over shots of |{0} − {0} of the reference| in percentage points, ± 95% CI over "
-                                  "seeds; orange: a spike (the mean exceeds one point, as the paper counts them), with the number of "
-                                  "seeds whose own divergence exceeds one point.",
-                                  metric)) +
-                     render_table(table) + chart_grid({render_bar_chart(chart)}));
+  return section(
+      "divergence", "Divergence from the reference",
+      note(fmt::format(
+          "Mean over shots of |{0} − {0} of the reference| in percentage points, ± 95% CI over "
+          "seeds; orange: a spike (the mean exceeds one point, as the paper counts them), with the number of "
+          "seeds whose own divergence exceeds one point.",
+          metric)) +
+          render_table(table) + chart_grid({render_bar_chart(chart)}));
 }
 
 std::string icl(const Sweep& s) {
@@ -313,15 +315,14 @@ std::string icl(const Sweep& s) {
 std::string lora_spread(const Sweep& s) {
   const json& rows = s.table("lora_spread");
   if (rows.empty()) return section("lora-spread", "LoRA spread", note("No LoRA spread table in this sweep."));
-  Table table{
-      {"Family", "Task", "Configs", "Min", "Max", "Range", "Std", "Range within a seed"},
-      {},
-      {false, false, true, true, true, true, true, true}};
+  Table table{{"Family", "Task", "Configs", "Min", "Max", "Range", "Std", "Range within a seed"},
+              {},
+              {false, false, true, true, true, true, true, true}};
   for (const auto& r : rows) {
     const json per_seed = r.value("range_per_seed", json::object());
     table.rows.push_back({xml_escape(str(r, "family")), xml_escape(str(r, "task")), number(num(r, "configs")),
-                          number(num(r, "min")), number(num(r, "max")), number(num(r, "range")),
-                          number(num(r, "std")), mean_pm(num(per_seed, "mean"), num(per_seed, "ci"))});
+                          number(num(r, "min")), number(num(r, "max")), number(num(r, "range")), number(num(r, "std")),
+                          mean_pm(num(per_seed, "mean"), num(per_seed, "ci"))});
   }
   return section("lora-spread", "LoRA spread",
                  note("Spread of ICL accuracy (%) across the LoRA configurations of each family: of the means over "

@@ -15,7 +15,7 @@ namespace mft::sweep {
 namespace {
 using nlohmann::json;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kSpikePoints = 1.0;           // the paper's "large deviation spike": divergence > 1 point
+constexpr double kSpikePoints = 1.0;  // the paper's "large deviation spike": divergence > 1 point
 const std::vector<std::string> kIclShots = {"1", "3", "5"};  // the paper's improvement averages these
 
 json ci_json(const std::vector<double>& xs) {
@@ -47,7 +47,8 @@ std::vector<std::string> shot_keys(const json& eval) {
   for (const json* s : shot_sets(eval))
     for (const auto& [k, v] : s->items())
       if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
-  std::sort(keys.begin(), keys.end(), [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
+  std::sort(keys.begin(), keys.end(),
+            [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
   return keys;
 }
 
@@ -62,9 +63,9 @@ std::vector<std::string> task_names(const json& eval) {
 
 struct Context {
   const recipe::SweepSpec& spec;
-  std::vector<recipe::SweepPoint> points;       // all points (reference_point searches them)
+  std::vector<recipe::SweepPoint> points;  // all points (reference_point searches them)
   std::map<std::string, const PointOutcome*> by_id;
-  std::vector<std::string> configs;             // in point order
+  std::vector<std::string> configs;                                   // in point order
   std::map<std::string, std::vector<const PointOutcome*>> by_config;  // ok points only
   std::vector<std::string> tasks, shots;
 
@@ -77,7 +78,8 @@ struct Context {
     return it == by_id.end() || !ok(it->second) ? nullptr : it->second;
   }
   // The point with `point`'s labels except `axis` = `label`.
-  const PointOutcome* sibling(const recipe::SweepPoint& point, const std::string& axis, const std::string& label) const {
+  const PointOutcome* sibling(const recipe::SweepPoint& point, const std::string& axis,
+                              const std::string& label) const {
     for (const auto& q : points) {
       bool match = true;
       for (const auto& [a, l] : point.axes) match = match && q.label(a) == (a == axis ? label : l);
@@ -218,7 +220,10 @@ json icl_rows(const Context& c) {
           paired_imps.push_back(pimp.at(task));
         }
       }
-      json row = {{"config", config}, {"axes", c.axes_of(first)}, {"task", task}, {"metric", metric_of(task)},
+      json row = {{"config", config},
+                  {"axes", c.axes_of(first)},
+                  {"task", task},
+                  {"metric", metric_of(task)},
                   {"shots", shots}};
       row["improvement"] = imps.empty() ? json() : ci_json(imps);
       row["ratio"] = ratio_json(own, paired_imps);
@@ -267,9 +272,15 @@ json lora_spread_rows(const Context& c) {
     for (double x : v) ss += (x - m) * (x - m);
     std::vector<double> seed_ranges;  // max - min over the configurations of one seed
     for (const auto& [seed, accs] : by_family_seed[f])
-      if (accs.size() == v.size()) seed_ranges.push_back(*std::max_element(accs.begin(), accs.end()) -
-                                                         *std::min_element(accs.begin(), accs.end()));
-    rows.push_back({{"family", f}, {"task", "all"}, {"configs", v.size()}, {"min", lo}, {"max", hi}, {"range", hi - lo},
+      if (accs.size() == v.size())
+        seed_ranges.push_back(*std::max_element(accs.begin(), accs.end()) -
+                              *std::min_element(accs.begin(), accs.end()));
+    rows.push_back({{"family", f},
+                    {"task", "all"},
+                    {"configs", v.size()},
+                    {"min", lo},
+                    {"max", hi},
+                    {"range", hi - lo},
                     {"std", v.size() > 1 ? std::sqrt(ss / double(v.size() - 1)) : 0.0},
                     {"range_per_seed", ci_json(seed_ranges)}});
   }
@@ -282,14 +293,16 @@ json throughput_rows(const Context& c) {
   auto series = [&](const std::vector<const PointOutcome*>& outs, const char* key) {
     std::vector<double> xs;
     for (const PointOutcome* o : outs)
-      if (o->record.contains("train") && o->record["train"].is_object()) xs.push_back(o->record["train"].value(key, kNaN));
+      if (o->record.contains("train") && o->record["train"].is_object())
+        xs.push_back(o->record["train"].value(key, kNaN));
     xs.erase(std::remove_if(xs.begin(), xs.end(), [](double x) { return std::isnan(x); }), xs.end());
     return xs;
   };
   for (const auto& config : c.configs) {
     const auto& outs = c.by_config.at(config);
     json row = {{"config", config}, {"axes", c.axes_of(*outs.front()->point)}};
-    for (const char* key : {"tokens_per_s", "memory_per_token_kb", "peak_rss_over_load_mb"}) row[key] = ci_json(series(outs, key));
+    for (const char* key : {"tokens_per_s", "memory_per_token_kb", "peak_rss_over_load_mb"})
+      row[key] = ci_json(series(outs, key));
     rows_by_config[config] = row;
   }
   for (const auto& config : c.configs) {
@@ -363,7 +376,8 @@ nlohmann::json aggregate_tables(const recipe::SweepSpec& spec, const std::vector
   }
   c.tasks.assign(tasks.begin(), tasks.end());
   c.shots.assign(shots.begin(), shots.end());
-  std::sort(c.shots.begin(), c.shots.end(), [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
+  std::sort(c.shots.begin(), c.shots.end(),
+            [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
   return {{"divergence", divergence_rows(c)},
           {"icl", icl_rows(c)},
           {"lora_spread", lora_spread_rows(c)},
@@ -373,16 +387,18 @@ nlohmann::json aggregate_tables(const recipe::SweepSpec& spec, const std::vector
 std::string table_markdown(const std::string& name, const nlohmann::json& rows) {
   std::string s;
   if (name == "divergence") {
-    s = "|Configuration|Task|Divergence (points, mean ± 95 % CI)|Seeds|Seeds with a spike (> 1 point)|\n|---|---|---:|---:|---:|\n";
+    s = "|Configuration|Task|Divergence (points, mean ± 95 % CI)|Seeds|Seeds with a spike (> 1 "
+        "point)|\n|---|---|---:|---:|---:|\n";
     for (const auto& r : rows)
-      s += fmt::format("|{}|{}|{}{}|{}|{}|\n", r["config"].get<std::string>(), r["task"].get<std::string>(),
-                       ci_text(r), r["spike"].get<bool>() ? " **spike**" : "", r["n"].get<int64_t>(), r["spikes"].get<int64_t>());
+      s += fmt::format("|{}|{}|{}{}|{}|{}|\n", r["config"].get<std::string>(), r["task"].get<std::string>(), ci_text(r),
+                       r["spike"].get<bool>() ? " **spike**" : "", r["n"].get<int64_t>(), r["spikes"].get<int64_t>());
   } else if (name == "icl") {
     std::set<std::string> shot_set;
     for (const auto& r : rows)
       for (const auto& [k, v] : r["shots"].items()) shot_set.insert(k);
     std::vector<std::string> shots(shot_set.begin(), shot_set.end());
-    std::sort(shots.begin(), shots.end(), [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
+    std::sort(shots.begin(), shots.end(),
+              [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
     s = "|Configuration|Task|";
     for (const auto& k : shots) s += k + "-shot acc (%)|";
     s += "ICL improvement (points)|ICL ratio vs pair (%)|\n|---|---|";
@@ -391,16 +407,17 @@ std::string table_markdown(const std::string& name, const nlohmann::json& rows) 
     for (const auto& r : rows) {
       s += fmt::format("|{}|{}|", r["config"].get<std::string>(), r["task"].get<std::string>());
       for (const auto& k : shots) s += (r["shots"].contains(k) ? ci_text(r["shots"][k], 1) : "") + "|";
-      s += fmt::format("{}|{}|\n", ci_text(r["improvement"]),
-                       r["ratio"].is_null() ? "" : ci_text(r["ratio"], 0) + " (vs " + r["paired_config"].get<std::string>() + ")");
+      s += fmt::format(
+          "{}|{}|\n", ci_text(r["improvement"]),
+          r["ratio"].is_null() ? "" : ci_text(r["ratio"], 0) + " (vs " + r["paired_config"].get<std::string>() + ")");
     }
   } else if (name == "lora_spread") {
     s = "|Family|LoRA configurations|Lowest mean acc (%)|Highest (%)|Spread of the means (points)|Std (points)|"
         "Spread within a seed (points, mean ± 95 % CI)|\n|---|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& r : rows)
-      s += fmt::format("|{}|{}|{:.2f}|{:.2f}|{:.2f}|{:.2f}|{}|\n", r["family"].get<std::string>(), r["configs"].get<int64_t>(),
-                       r["min"].get<double>(), r["max"].get<double>(), r["range"].get<double>(), r["std"].get<double>(),
-                       ci_text(r.value("range_per_seed", json())));
+      s += fmt::format("|{}|{}|{:.2f}|{:.2f}|{:.2f}|{:.2f}|{}|\n", r["family"].get<std::string>(),
+                       r["configs"].get<int64_t>(), r["min"].get<double>(), r["max"].get<double>(),
+                       r["range"].get<double>(), r["std"].get<double>(), ci_text(r.value("range_per_seed", json())));
   } else if (name == "throughput") {
     s = "|Configuration|Tokens/s|Max memory/token (KiB)|Peak memory over the loaded model (MiB)|Tokens/s vs reference|"
         "Memory/token vs reference|\n|---|---:|---:|---:|---:|---:|\n";
@@ -441,9 +458,9 @@ std::string table_csv(const std::string& name, const nlohmann::json& rows) {
     s = "config,tokens_per_s,ci95,seeds,memory_per_token_kb,ci95,seeds,peak_rss_over_load_mb,ci95,seeds,"
         "speedup_vs_reference,memory_per_token_change_pct\n";
     for (const auto& r : rows)
-      s += fmt::format("{},{},{},{},{},{}\n", q(r["config"]), csv_ci(r["tokens_per_s"]), csv_ci(r["memory_per_token_kb"]),
-                       csv_ci(r["peak_rss_over_load_mb"]), num(r["speedup_vs_reference"], "{:.6g}"),
-                       num(r["memory_per_token_change_pct"], "{:.6g}"));
+      s += fmt::format("{},{},{},{},{},{}\n", q(r["config"]), csv_ci(r["tokens_per_s"]),
+                       csv_ci(r["memory_per_token_kb"]), csv_ci(r["peak_rss_over_load_mb"]),
+                       num(r["speedup_vs_reference"], "{:.6g}"), num(r["memory_per_token_change_pct"], "{:.6g}"));
   } else {
     throw std::runtime_error("sweep: no table named " + name);
   }

@@ -11,10 +11,10 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include <unistd.h>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 namespace mft::sweep {
 namespace fs = std::filesystem;
@@ -61,8 +61,8 @@ json evaluate_point(const recipe::Recipe& r) {
   models::cast_model(*m.model, models::parse_dtype(r.precision.dtype));
   m.model->eval();
   json results = eval::evaluate(*m.model, *m.tokenizer, tasks, o);
-  results["config"] = {{"model", m.path}, {"dtype", r.precision.dtype}, {"tasks", o.tasks}, {"data_dir", o.data_dir},
-                       {"shots", o.shots}, {"seeds", o.seeds}, {"limit", o.limit}};
+  results["config"] = {{"model", m.path},  {"dtype", r.precision.dtype}, {"tasks", o.tasks}, {"data_dir", o.data_dir},
+                       {"shots", o.shots}, {"seeds", o.seeds},           {"limit", o.limit}};
   return results;
 }
 
@@ -96,15 +96,15 @@ TunedModel load_tuned_model(const recipe::Recipe& r) {
   return m;
 }
 
-PointRunResult run_point(const recipe::SweepSpec& spec, const recipe::SweepPoint& point, const TrainRunner& run_training,
-                         const std::function<void(const std::string&)>& say) {
+PointRunResult run_point(const recipe::SweepSpec& spec, const recipe::SweepPoint& point,
+                         const TrainRunner& run_training, const std::function<void(const std::string&)>& say) {
   const auto start = std::chrono::steady_clock::now();
   recipe::Recipe r = recipe::point_recipe(spec, point);
   const std::string recipe_yaml = recipe::to_yaml(r);
   PointRunResult out;
   json& rec = out.record;
   rec = {{"id", point.id}, {"axes", json::object()}, {"config", point.config()}, {"status", "failed"}, {"error", ""},
-         {"seconds", 0.0}, {"recipe", recipe_yaml}, {"train", nullptr}, {"eval", nullptr}};
+         {"seconds", 0.0}, {"recipe", recipe_yaml},  {"train", nullptr},         {"eval", nullptr}};
   for (const auto& [axis, label] : point.axes) rec["axes"][axis] = label;
 
   const json before = read_point_record(r.output.dir);
@@ -114,8 +114,8 @@ PointRunResult run_point(const recipe::SweepSpec& spec, const recipe::SweepPoint
     out.skipped = true;
     return out;
   }
-  const bool resume = same_recipe && before.value("status", "") == "interrupted" &&
-                      fs::exists(fs::path(r.output.dir) / "checkpoints");
+  const bool resume =
+      same_recipe && before.value("status", "") == "interrupted" && fs::exists(fs::path(r.output.dir) / "checkpoints");
   r.output.resume = resume;
   r.output.overwrite = !resume;
   try {
@@ -131,7 +131,8 @@ PointRunResult run_point(const recipe::SweepSpec& spec, const recipe::SweepPoint
       out.interrupted = true;
     } else {
       if (!r.eval.tasks.empty()) {
-        if (say) say(fmt::format("evaluating {} task(s) at {} shot count(s)", r.eval.tasks.size(), r.eval.shots.size()));
+        if (say)
+          say(fmt::format("evaluating {} task(s) at {} shot count(s)", r.eval.tasks.size(), r.eval.shots.size()));
         write_text_atomic((fs::path(r.output.dir) / "eval.json").string(), evaluate_point(r).dump(1) + "\n");
         rec["eval"] = "eval.json";
       }

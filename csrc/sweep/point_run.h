@@ -29,8 +29,8 @@ struct PointRunResult {
 // measures each run's memory from a fresh heap and survives a crash of the run).
 using TrainRunner = std::function<train::TrainResult(const recipe::Recipe&)>;
 
-PointRunResult run_point(const recipe::SweepSpec& spec, const recipe::SweepPoint& point, const TrainRunner& run_training,
-                         const std::function<void(const std::string&)>& say);
+PointRunResult run_point(const recipe::SweepSpec& spec, const recipe::SweepPoint& point,
+                         const TrainRunner& run_training, const std::function<void(const std::string&)>& say);
 
 // point.json of a point folder (null when absent or unreadable).
 nlohmann::json read_point_record(const std::string& point_dir);

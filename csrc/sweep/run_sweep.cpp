@@ -70,8 +70,9 @@ json point_entry(const PointOutcome& o) {
   const std::string dir = (fs::path("points") / o.point->id).string();
   json axes = json::object();
   for (const auto& [a, l] : o.point->axes) axes[a] = l;
-  json j = {{"id", o.point->id}, {"dir", dir}, {"axes", axes}, {"config", o.point->config()}, {"status", "pending"},
-            {"error", ""}, {"seconds", 0.0}, {"train", nullptr}, {"eval", nullptr}};
+  json j = {{"id", o.point->id},   {"dir", dir},  {"axes", axes},   {"config", o.point->config()},
+            {"status", "pending"}, {"error", ""}, {"seconds", 0.0}, {"train", nullptr},
+            {"eval", nullptr}};
   if (o.record.is_object()) {
     for (const char* k : {"status", "error", "seconds", "train"}) j[k] = o.record.value(k, json());
     if (o.record["eval"].is_string()) j["eval"] = dir + "/" + o.record["eval"].get<std::string>();
@@ -79,8 +80,8 @@ json point_entry(const PointOutcome& o) {
   return j;
 }
 
-SweepResult write_summary(const recipe::SweepSpec& spec, const std::vector<PointOutcome>& outcomes, const json& stability,
-                          double elapsed_s) {
+SweepResult write_summary(const recipe::SweepSpec& spec, const std::vector<PointOutcome>& outcomes,
+                          const json& stability, double elapsed_s) {
   SweepResult res;
   json summary = {{"format", "mamba-ft-sweep/1"}, {"name", spec.name}, {"sweep_file", spec.source}};
   summary["axes"] = json::array();
@@ -97,9 +98,12 @@ SweepResult write_summary(const recipe::SweepSpec& spec, const std::vector<Point
   for (const auto& o : outcomes) {
     summary["points"].push_back(point_entry(o));
     const std::string status = summary["points"].back()["status"];
-    if (status == "ok") ++res.ok;
-    else if (status == "failed") ++res.failed;
-    else ++res.pending;
+    if (status == "ok")
+      ++res.ok;
+    else if (status == "failed")
+      ++res.failed;
+    else
+      ++res.pending;
   }
   summary["tables"] = aggregate_tables(spec, outcomes);
   summary["stability"] = stability;
@@ -109,11 +113,10 @@ SweepResult write_summary(const recipe::SweepSpec& spec, const std::vector<Point
   fs::create_directories(tables);
   std::string md = fmt::format("# Sweep {}\n\n{} points: {} ok, {} failed, {} pending.\n", spec.name, outcomes.size(),
                                res.ok, res.failed, res.pending);
-  const std::map<std::string, std::string> titles = {
-      {"divergence", "Divergence from the reference configuration"},
-      {"icl", "ICL accuracy by shots, improvement and ratio"},
-      {"lora_spread", "Spread over LoRA configurations"},
-      {"throughput", "Training throughput and memory"}};
+  const std::map<std::string, std::string> titles = {{"divergence", "Divergence from the reference configuration"},
+                                                     {"icl", "ICL accuracy by shots, improvement and ratio"},
+                                                     {"lora_spread", "Spread over LoRA configurations"},
+                                                     {"throughput", "Training throughput and memory"}};
   for (const auto& name : kTables) {
     const json& rows = summary["tables"][name];
     write_text_atomic((tables / (name + ".md")).string(), table_markdown(name, rows));
@@ -121,7 +124,8 @@ SweepResult write_summary(const recipe::SweepSpec& spec, const std::vector<Point
     md += fmt::format("\n## {}\n\n{}", titles.at(name), rows.empty() ? "(no rows)\n" : table_markdown(name, rows));
   }
   for (const auto& p : summary["points"])
-    if (p["status"] == "failed") md += fmt::format("\nFailed: {}: {}\n", p["id"].get<std::string>(), p["error"].get<std::string>());
+    if (p["status"] == "failed")
+      md += fmt::format("\nFailed: {}: {}\n", p["id"].get<std::string>(), p["error"].get<std::string>());
   write_text_atomic((fs::path(spec.output_dir) / "summary.md").string(), md);
   res.summary_path = (fs::path(spec.output_dir) / "summary.json").string();
   write_text_atomic(res.summary_path, summary.dump(1) + "\n");
@@ -138,8 +142,9 @@ SweepResult run_sweep(const recipe::SweepSpec& spec, const std::string& sweep_fi
   for (const auto& o : spec.base_overrides) header += " " + o;
   for (const auto& o : spec.prepare_overrides) header += " prepare." + o;
   write_text_atomic((fs::path(spec.output_dir) / "sweep.yaml").string(), header + "\n" + sweep_file_text);
-  const TrainRunner run_training = hooks.run_training ? TrainRunner(hooks.run_training)
-                                                     : TrainRunner([&](const recipe::Recipe& r) { return train::train(r, hooks.train); });
+  const TrainRunner run_training =
+      hooks.run_training ? TrainRunner(hooks.run_training)
+                         : TrainRunner([&](const recipe::Recipe& r) { return train::train(r, hooks.train); });
   prepare(spec, hooks, run_training);
 
   const std::vector<recipe::SweepPoint> points = recipe::sweep_points(spec);
@@ -153,8 +158,10 @@ SweepResult run_sweep(const recipe::SweepSpec& spec, const std::string& sweep_fi
     const recipe::Recipe r = recipe::point_recipe(spec, points[i]);
     const json before = read_point_record(r.output.dir);
     const bool same = before.is_object() && before.value("recipe", "") == recipe::to_yaml(r);
-    const std::string what = !same ? "run" : before.value("status", "") == "ok" ? "skip"
-                             : before.value("status", "") == "interrupted" ? "resume" : "run";
+    const std::string what = !same                                         ? "run"
+                             : before.value("status", "") == "ok"          ? "skip"
+                             : before.value("status", "") == "interrupted" ? "resume"
+                                                                           : "run";
     if (hooks.on_point) hooks.on_point(i + 1, points.size(), points[i], what);
     const PointRunResult res = run_point(spec, points[i], run_training, hooks.on_message);
     skipped += res.skipped ? 1 : 0;

@@ -2,9 +2,9 @@
 #include "sweep/stability_stage.h"
 
 #include "analysis/lyapunov.h"
-#include "core/json_parse.h"
 #include "analysis/perturbation.h"
 #include "analysis/precision.h"
+#include "core/json_parse.h"
 #include "sweep/point_run.h"
 
 #include <ATen/ATen.h>
@@ -60,7 +60,8 @@ template <typename F>
 std::string cached(const recipe::SweepSpec& spec, const fs::path& path, const json& settings, F compute) {
   {
     const json old = try_load_json_file(path.string());
-    if (old.is_object() && old.value("settings", json()) == settings) return fs::relative(path, spec.output_dir).string();
+    if (old.is_object() && old.value("settings", json()) == settings)
+      return fs::relative(path, spec.output_dir).string();
   }
   json j = compute();
   j["settings"] = settings;
@@ -105,12 +106,14 @@ void analyse_family(const recipe::SweepSpec& spec, const std::vector<PointOutcom
       const auto l = analysis::model_lyapunov(*m.model, ids, s.k);
       json j = {{"kind", "lyapunov"}, {"model", m.path}, {"tokens", s.tokens}, {"k", s.k}, {"warmup", 0}};
       j["layers"] = json::array();
-      for (const auto& e : l.layers) j["layers"].push_back({{"layer", e.layer}, {"exact", e.exact}, {"estimated", e.estimated}});
+      for (const auto& e : l.layers)
+        j["layers"].push_back({{"layer", e.layer}, {"exact", e.exact}, {"estimated", e.estimated}});
       j["stack"] = l.stack.exponents;
       return j;
     });
   }
-  say(fmt::format("stability: {}: precision divergence of {} ({} tokens)", family, point->point->id, s.precision_tokens));
+  say(fmt::format("stability: {}: precision divergence of {} ({} tokens)", family, point->point->id,
+                  s.precision_tokens));
   json settings = base;
   settings["tokens"] = s.precision_tokens;
   entry["precision"] = cached(spec, dir / "precision.json", settings, [&] {

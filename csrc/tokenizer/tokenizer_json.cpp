@@ -1,7 +1,7 @@
 #include "tokenizer/tokenizer_json.h"
 
-#include "core/json_parse.h"
 #include <nlohmann/json.hpp>
+#include "core/json_parse.h"
 
 #include <cerrno>
 #include <cstring>

@@ -36,7 +36,6 @@ std::optional<std::string> latest_intact_checkpoint(const std::string& output_di
                                                     const std::function<void(const std::string&)>& warn);
 
 // Restores what save_checkpoint wrote; every trainable parameter must be present with its shape.
-TrainerState load_checkpoint(const std::string& checkpoint_dir, torch::nn::Module& model,
-                             torch::optim::Optimizer& opt);
+TrainerState load_checkpoint(const std::string& checkpoint_dir, torch::nn::Module& model, torch::optim::Optimizer& opt);
 
 }  // namespace mft::train

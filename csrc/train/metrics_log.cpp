@@ -75,7 +75,8 @@ MetricsLog::MetricsLog(const std::string& dir, int64_t resume_step, bool tensorb
       write_file_atomically(jsonl.string(), kept, "train");
       const size_t start = kept.rfind('\n', kept.size() >= 2 ? kept.size() - 2 : 0);
       const nlohmann::json last = try_parse_json(kept.substr(start == std::string::npos ? 0 : start + 1));
-      if (last.is_object() && last.contains("loss") && last["loss"].is_number()) last_loss_ = last["loss"].get<double>();
+      if (last.is_object() && last.contains("loss") && last["loss"].is_number())
+        last_loss_ = last["loss"].get<double>();
     }
   }
   csv_ = std::make_unique<AppendFile>(csv.string(), "train", !resume);
@@ -86,8 +87,8 @@ MetricsLog::MetricsLog(const std::string& dir, int64_t resume_step, bool tensorb
 
 void MetricsLog::write(const StepMetrics& m) {
   std::ostringstream row;
-  row << m.step << ',' << m.loss << ',' << m.lr << ',' << m.grad_norm << ',' << m.loss_scale << ','
-      << int(m.skipped) << ',' << m.tokens_per_s << ',' << m.peak_rss_mb << ',' << m.memory_per_token_kb << ','
+  row << m.step << ',' << m.loss << ',' << m.lr << ',' << m.grad_norm << ',' << m.loss_scale << ',' << int(m.skipped)
+      << ',' << m.tokens_per_s << ',' << m.peak_rss_mb << ',' << m.memory_per_token_kb << ','
       << (m.eval_loss >= 0 ? std::to_string(m.eval_loss) : std::string()) << ',' << m.elapsed_s << '\n';
   csv_->append(row.str());
   last_loss_ = m.loss;

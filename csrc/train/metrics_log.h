@@ -14,16 +14,16 @@
 namespace mft::train {
 
 struct StepMetrics {
-  int64_t step = 0;          // optimizer steps done
-  double loss = 0;           // mean over trained tokens of this step (all micro-batches)
+  int64_t step = 0;  // optimizer steps done
+  double loss = 0;   // mean over trained tokens of this step (all micro-batches)
   double lr = 0;
-  double grad_norm = 0;      // before clipping
-  double loss_scale = 1;     // fp16 dynamic scale (1 otherwise)
-  bool skipped = false;      // non-finite gradients (fp16): no update
-  double tokens_per_s = 0;   // non-padding tokens / step wall time
+  double grad_norm = 0;     // before clipping
+  double loss_scale = 1;    // fp16 dynamic scale (1 otherwise)
+  bool skipped = false;     // non-finite gradients (fp16): no update
+  double tokens_per_s = 0;  // non-padding tokens / step wall time
   double peak_rss_mb = 0;
   double memory_per_token_kb = 0;  // (peak RSS - RSS after loading) / non-padding tokens per step
-  double eval_loss = -1;     // < 0: not evaluated at this step
+  double eval_loss = -1;           // < 0: not evaluated at this step
   double elapsed_s = 0;
 };
 

@@ -14,7 +14,8 @@ std::string resolve_tokenizer_path(const std::string& model_spec, const std::str
     return (fs::path(model_spec) / "tokenizer.json").string();
   }
   if (preset && model_spec.find("-tiny") != std::string::npos) return "bytes";
-  TORCH_CHECK(false, "model ", model_spec, " has no tokenizer.json: pass a tokenizer (--tokenizer PATH, "
+  TORCH_CHECK(false, "model ", model_spec,
+              " has no tokenizer.json: pass a tokenizer (--tokenizer PATH, "
               "model.tokenizer in a recipe, or 'bytes')");
 }
 

@@ -107,14 +107,17 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
     if (!decay.empty()) {
       groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(o.weight_decay)));
     }
-    if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
+    if (!no_decay.empty())
+      groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
     return std::make_unique<FusedAdamW>(groups, opts);
   }
   TORCH_CHECK(o.name == "sgd", "train: optimizer.name must be adamw or sgd; got \"", o.name, "\"");
   auto opts = torch::optim::SGDOptions(o.lr).momentum(o.momentum);
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (!decay.empty()) groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(opts.weight_decay(o.weight_decay)));
-  if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(opts.weight_decay(0.0)));
+  if (!decay.empty())
+    groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(opts.weight_decay(o.weight_decay)));
+  if (!no_decay.empty())
+    groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(opts.weight_decay(0.0)));
   return std::make_unique<torch::optim::SGD>(groups, opts);
 }
 

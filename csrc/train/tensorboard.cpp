@@ -22,7 +22,6 @@ constexpr const char* kFileVersion = "brain.Event:2";
 // Event files one folder may get within the same second on one host before we give up (a bug, not a run).
 constexpr int kMaxSuffix = 1000;
 
-
 // Protobuf wire types.
 constexpr uint32_t kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5;
 

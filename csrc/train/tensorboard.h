@@ -15,7 +15,8 @@
 
 namespace mft::train {
 
-// TFRecord's masked CRC of core/crc32c.h's CRC-32C: ((crc >> 15) | (crc << 17)) + 0xa282ead8 (a CRC of data holding CRCs is weak).
+// TFRecord's masked CRC of core/crc32c.h's CRC-32C: ((crc >> 15) | (crc << 17)) + 0xa282ead8 (a CRC of data holding
+// CRCs is weak).
 uint32_t masked_crc32c(std::string_view data);
 
 // One TFRecord: header, data, footer.

@@ -1,11 +1,11 @@
 // One training run, top to bottom. See trainer.h for the outline.
 #include "train/trainer.h"
 
-#include "core/file_io.h"
-#include "core/output_lock.h"
-#include "core/json_parse.h"
 #include "core/cast_cache.h"
+#include "core/file_io.h"
+#include "core/json_parse.h"
 #include "core/memory.h"
+#include "core/output_lock.h"
 #include "data/batch.h"
 #include "data/dataset.h"
 #include "models/checkpoint.h"
@@ -13,9 +13,9 @@
 #include "models/registry.h"
 #include "ops/cross_entropy.h"
 #include "peft/lora.h"
+#include "train/autocast_scope.h"
 #include "train/checkpoint.h"
 #include "train/loss_scaler.h"
-#include "train/autocast_scope.h"
 #include "train/model_setup.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -24,9 +24,9 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <optional>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 
 namespace mft::train {
@@ -134,8 +134,8 @@ at::Tensor token_loss_sum(models::CausalLM& model, const data::Batch& b, bool pa
   return cross_entropy_sum(logits.view({-1, logits.size(-1)}), b.labels.view({-1}), -100);
 }
 
-double evaluate(models::CausalLM& model, const std::vector<data::Example>& val, const recipe::Recipe& r,
-                int64_t pad_id, at::ScalarType dtype) {
+double evaluate(models::CausalLM& model, const std::vector<data::Example>& val, const recipe::Recipe& r, int64_t pad_id,
+                at::ScalarType dtype) {
   if (val.empty()) return -1;
   at::NoGradGuard no_grad;
   model.eval();
@@ -317,8 +317,8 @@ TrainResult train(const recipe::Recipe& r, const TrainHooks& hooks) {
     if (hooks.on_step) hooks.on_step(m);
     result.last_loss = m.loss;
 
-    const bool stop = (hooks.stop && hooks.stop->load()) ||
-                      (hooks.stop_after_steps >= 0 && state.step >= hooks.stop_after_steps);
+    const bool stop =
+        (hooks.stop && hooks.stop->load()) || (hooks.stop_after_steps >= 0 && state.step >= hooks.stop_after_steps);
     const bool periodic = r.trainer.save_every > 0 && state.step % r.trainer.save_every == 0;
     if (stop || periodic || state.step == r.trainer.max_steps) {
       save_checkpoint(r.output.dir, *model, *opt, state, r.trainer.keep_last);

@@ -55,7 +55,8 @@ at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& weight, const Opt
   at::Tensor out = new_output_like(in.x);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(cd, "mft_causal_conv1d_cuda", [&] {
-    C10_CUDA_CHECK(cuda::conv_forward<scalar_t>(params<scalar_t>(in, g, silu), out.mutable_data_ptr<scalar_t>(), stream));
+    C10_CUDA_CHECK(
+        cuda::conv_forward<scalar_t>(params<scalar_t>(in, g, silu), out.mutable_data_ptr<scalar_t>(), stream));
   });
   return out.to(x.scalar_type());
 }

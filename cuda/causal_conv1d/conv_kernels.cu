@@ -138,8 +138,8 @@ cudaError_t conv_forward(const ConvParams<S>& p, S* out, cudaStream_t stream) {
 }
 
 template <typename S>
-cudaError_t conv_backward(const ConvParams<S>& p, const S* dout, S* g, S* dx, S* dinit, S* dweight_part,
-                          S* dbias_part, cudaStream_t stream) {
+cudaError_t conv_backward(const ConvParams<S>& p, const S* dout, S* g, S* dx, S* dinit, S* dweight_part, S* dbias_part,
+                          cudaStream_t stream) {
   const int64_t n = p.batch * p.dim * p.seqlen, rows = p.batch * p.dim;
   if (n == 0) return cudaSuccess;
   activation_grad_kernel<S><<<blocks_for(n), kThreads, 0, stream>>>(p, dout, g);
@@ -158,7 +158,7 @@ template cudaError_t conv_forward<float>(const ConvParams<float>&, float*, cudaS
 template cudaError_t conv_forward<double>(const ConvParams<double>&, double*, cudaStream_t);
 template cudaError_t conv_backward<float>(const ConvParams<float>&, const float*, float*, float*, float*, float*,
                                           float*, cudaStream_t);
-template cudaError_t conv_backward<double>(const ConvParams<double>&, const double*, double*, double*, double*,
-                                           double*, double*, cudaStream_t);
+template cudaError_t conv_backward<double>(const ConvParams<double>&, const double*, double*, double*, double*, double*,
+                                           double*, cudaStream_t);
 
 }  // namespace mft::cuda

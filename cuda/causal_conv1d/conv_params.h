@@ -11,11 +11,11 @@ namespace mft::cuda {
 template <typename S>
 struct ConvParams {
   int64_t batch = 0, dim = 0, seqlen = 0, width = 0;
-  const S* x = nullptr;         // (B, D, L)
-  const S* weight = nullptr;    // (D, W)
-  const S* bias = nullptr;      // (D,) or null
-  const S* init = nullptr;      // (B, D, W - 1) or null: the inputs before t = 0, oldest first
-  const int32_t* seq = nullptr; // (B, L) or null: document ids
+  const S* x = nullptr;          // (B, D, L)
+  const S* weight = nullptr;     // (D, W)
+  const S* bias = nullptr;       // (D,) or null
+  const S* init = nullptr;       // (B, D, W - 1) or null: the inputs before t = 0, oldest first
+  const int32_t* seq = nullptr;  // (B, L) or null: document ids
   bool silu = false;
 };
 

@@ -83,14 +83,13 @@ cuda::ScanParams<S> params(const ScanInputs& in, const ScanGeometry& g, bool sof
 
 // out (in u's dtype), last state (compute dtype; empty unless asked), checkpoints (compute dtype; empty
 // unless asked).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const ScanInputs& in, const ScanGeometry& g,
-                                                           bool softplus, bool want_last, bool want_ck,
-                                                           at::ScalarType out_dtype) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const ScanInputs& in, const ScanGeometry& g, bool softplus,
+                                                           bool want_last, bool want_ck, at::ScalarType out_dtype) {
   const auto opts = in.u.options();
   at::Tensor out = new_output_like(in.u);
   at::Tensor last = want_last ? new_output({g.batch, g.dim, g.dstate}, opts) : new_output({0}, opts);
-  at::Tensor ck = want_ck ? new_output({g.batch, g.dim, cuda::scan_segments(g.seqlen), g.dstate}, opts)
-                          : new_output({0}, opts);
+  at::Tensor ck =
+      want_ck ? new_output({g.batch, g.dim, cuda::scan_segments(g.seqlen), g.dstate}, opts) : new_output({0}, opts);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(in.u.scalar_type(), "mft_selective_scan_cuda", [&] {
     C10_CUDA_CHECK(cuda::scan_forward<scalar_t>(params<scalar_t>(in, g, softplus), mptr<scalar_t>(out),

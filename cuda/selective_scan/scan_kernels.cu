@@ -2,8 +2,9 @@
 // that channel's dstate states in registers through time. The backward walks the segments last to
 // first, recomputes each segment's states from the forward's checkpoint into a scratch buffer, then runs
 // the adjoint recurrence backwards in time. Every gradient is written per (batch, channel) and reduced
-// by the caller in a fixed order: deterministic. Padding steps (seq_idx < 0) hold state 0 and output 0. Correct-first versions (the CPU kernels and the plain
-// reference are the oracles); the chunked, warp-parallel fast path is the next step of issue 8.
+// by the caller in a fixed order: deterministic. Padding steps (seq_idx < 0) hold state 0 and output 0. Correct-first
+// versions (the CPU kernels and the plain reference are the oracles); the chunked, warp-parallel fast path is the next
+// step of issue 8.
 #include "selective_scan/scan_params.h"
 
 namespace mft::cuda {
@@ -24,8 +25,7 @@ template <typename S>
 struct Row {
   const ScanParams<S>& p;
   int64_t b, d, g;
-  __device__ Row(const ScanParams<S>& p_, int64_t b_, int64_t d_)
-      : p(p_), b(b_), d(d_), g(d_ / (p_.dim / p_.groups)) {}
+  __device__ Row(const ScanParams<S>& p_, int64_t b_, int64_t d_) : p(p_), b(b_), d(d_), g(d_ / (p_.dim / p_.groups)) {}
   __device__ int64_t at(int64_t t) const { return (b * p.dim + d) * p.seqlen + t; }
   __device__ S B(int64_t n, int64_t t) const {
     return p.var_B ? p.Bm[((b * p.groups + g) * p.dstate + n) * p.seqlen + t] : p.Bm[d * p.dstate + n];
@@ -214,9 +214,9 @@ cudaError_t scan_forward(const ScanParams<S>& p, S* out, S* last, S* checkpoints
 }
 
 template <typename S>
-cudaError_t scan_backward(const ScanParams<S>& p, const S* dout, const S* dlast, const S* checkpoints, S* states,
-                          S* du, S* ddelta, S* dz, S* dinit, S* dA_part, S* dB_part, S* dC_part, S* dD_part,
-                          S* dbias_part, cudaStream_t stream) {
+cudaError_t scan_backward(const ScanParams<S>& p, const S* dout, const S* dlast, const S* checkpoints, S* states, S* du,
+                          S* ddelta, S* dz, S* dinit, S* dA_part, S* dB_part, S* dC_part, S* dD_part, S* dbias_part,
+                          cudaStream_t stream) {
   const int64_t rows = p.batch * p.dim;
   if (rows == 0) return cudaSuccess;
   backward_kernel<S><<<blocks_for(rows), kThreads, 0, stream>>>(p, dout, dlast, checkpoints, states, du, ddelta, dz,

@@ -24,15 +24,15 @@ template <typename S>
 struct ScanParams {
   int64_t batch = 0, dim = 0, seqlen = 0, dstate = 0, groups = 1;
   bool var_B = true, var_C = true, softplus = false;
-  const S* u = nullptr;      // (B, D, L)
-  const S* delta = nullptr;  // (B, D, L)
-  const S* A = nullptr;      // (D, N)
-  const S* Bm = nullptr;     // (B, G, N, L) when var_B, else (D, N)
-  const S* Cm = nullptr;     // likewise
-  const S* Dv = nullptr;     // (D,) or null
-  const S* z = nullptr;      // (B, D, L) or null
-  const S* bias = nullptr;   // (D,) or null: delta bias
-  const S* init = nullptr;   // (B, D, N) or null
+  const S* u = nullptr;          // (B, D, L)
+  const S* delta = nullptr;      // (B, D, L)
+  const S* A = nullptr;          // (D, N)
+  const S* Bm = nullptr;         // (B, G, N, L) when var_B, else (D, N)
+  const S* Cm = nullptr;         // likewise
+  const S* Dv = nullptr;         // (D,) or null
+  const S* z = nullptr;          // (B, D, L) or null
+  const S* bias = nullptr;       // (D,) or null: delta bias
+  const S* init = nullptr;       // (B, D, N) or null
   const int32_t* seq = nullptr;  // (B, L) or null
 };
 
@@ -51,8 +51,8 @@ cudaError_t scan_forward(const ScanParams<S>& p, S* out, S* last, S* checkpoints
 //   channels of each group; (B, D, N) when time-invariant, summed over B.
 //   states: scratch (B, D, kScanSegment, N).
 template <typename S>
-cudaError_t scan_backward(const ScanParams<S>& p, const S* dout, const S* dlast, const S* checkpoints, S* states,
-                          S* du, S* ddelta, S* dz, S* dinit, S* dA_part, S* dB_part, S* dC_part, S* dD_part,
-                          S* dbias_part, cudaStream_t stream);
+cudaError_t scan_backward(const ScanParams<S>& p, const S* dout, const S* dlast, const S* checkpoints, S* states, S* du,
+                          S* ddelta, S* dz, S* dinit, S* dA_part, S* dB_part, S* dC_part, S* dD_part, S* dbias_part,
+                          cudaStream_t stream);
 
 }  // namespace mft::cuda

@@ -29,7 +29,8 @@ TEST_CASE("Benettin recovers the exponents of linear maps, and detects growth", 
   // The identity frame (k = n) gives a diagonal map's exponents at once.
   const an::Spectrum all = an::benettin(diag, at::ones({4}, dbl), 3, 4, 1.0, 0);
   REQUIRE(all.exponents.size() == 4);
-  for (int i = 0; i < 4; ++i) CHECK(all.exponents[i] == Approx(std::vector<double>{0.02, -0.05, -0.3, -1.0}[i]).margin(1e-12));
+  for (int i = 0; i < 4; ++i)
+    CHECK(all.exponents[i] == Approx(std::vector<double>{0.02, -0.05, -0.3, -1.0}[i]).margin(1e-12));
   // Non-normal, non-diagonal: M = P diag(exp(r)) P^-1 has the same exponents (up to O(1/T)).
   at::manual_seed(0);
   const at::Tensor P = at::eye(4, dbl) + 0.5 * at::randn({4, 4}, dbl);
@@ -105,7 +106,8 @@ TEST_CASE("Mamba and Mamba-2 layers are Lyapunov stable and the estimator reprod
     }
   }
   auto neox = mft::models::load_model("preset:pythia-tiny", 0);
-  CHECK_THROWS_WITH(an::exact_lambda(*neox, at::zeros({1, 4}, at::kLong)), Catch::Matchers::Contains("no diagonal recurrence"));
+  CHECK_THROWS_WITH(an::exact_lambda(*neox, at::zeros({1, 4}, at::kLong)),
+                    Catch::Matchers::Contains("no diagonal recurrence"));
 }
 
 TEST_CASE("perturbations decay in Mamba blocks; Transformer blocks carry them through attention", "[stability]") {
@@ -146,8 +148,8 @@ TEST_CASE("precision divergence: per layer and position, fp32 vs autocast and pu
       REQUIRE(m.relative_deviation.back().size() == 16);
       REQUIRE(m.kl.size() == 16);
       for (const double k : m.kl) CHECK(k >= -1e-6);
-      CHECK(m.max_relative_deviation > 0);     // half precision differs
-      CHECK(m.max_relative_deviation < 0.5);   // but stays close
+      CHECK(m.max_relative_deviation > 0);    // half precision differs
+      CHECK(m.max_relative_deviation < 0.5);  // but stays close
       // bf16 keeps 8 mantissa bits, fp16 11: fp16 deviates less.
     }
     CHECK(r.modes[1].max_relative_deviation < r.modes[0].max_relative_deviation);

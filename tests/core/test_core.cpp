@@ -221,9 +221,9 @@ TEST_CASE("AtomicFile: a full disk is one clear error, no temporary left, old fi
 
 TEST_CASE("AtomicFile: unwritable destinations fail at once, naming what is wrong", "[core]") {
   TempDir dir;
-  CHECK_THROWS_WITH(mft::AtomicFile(dir.file("no/such/x.json"), "eval"),
-                    "eval: cannot write " + dir.file("no/such/x.json") + ": folder " + dir.file("no/such") +
-                        " does not exist");
+  CHECK_THROWS_WITH(
+      mft::AtomicFile(dir.file("no/such/x.json"), "eval"),
+      "eval: cannot write " + dir.file("no/such/x.json") + ": folder " + dir.file("no/such") + " does not exist");
   CHECK_THROWS_WITH(mft::AtomicFile(dir.path.string(), "export"), Contains("it is a folder"));
   CHECK_THROWS_WITH(mft::AtomicFile("", "score"), "score: the output path is empty");
   CHECK(mft::io_error_text(ENOSPC).find("the disk is full") != std::string::npos);
@@ -354,7 +354,8 @@ TEST_CASE("OutputLock: stale locks (dead pid here, old heartbeat elsewhere) are 
   CHECK_THAT(note, StartsWith("took over the stale lock of mamba-ft train"));
   // Another host: fresh heartbeat = live; older than 10 minutes = stale.
   write(lock.string(), lock_text("elsewhere", 1));
-  CHECK_THROWS_WITH(mft::OutputLock(dir.path.string(), "train"), Contains("is in use by mamba-ft train (pid 1 on elsewhere"));
+  CHECK_THROWS_WITH(mft::OutputLock(dir.path.string(), "train"),
+                    Contains("is in use by mamba-ft train (pid 1 on elsewhere"));
   fs::last_write_time(lock, fs::file_time_type::clock::now() - std::chrono::minutes(11));
   note.clear();
   { const mft::OutputLock l(dir.path.string(), "train", hear); }

@@ -79,8 +79,8 @@ int main(int argc, char** argv) {
   std::printf("%-34s %10s %10s %9s\n", "op (b, d, n, l)", "ms", "floor ms", "% floor");
   std::printf("selective_scan fwd  %ld %ld %ld %ld  %10.3f %10.3f %8.1f%%\n", (long)B, (long)D, (long)N, (long)L,
               fwd_ms, floor_ms, 100 * floor_ms / fwd_ms);
-  std::printf("selective_scan f+b  %ld %ld %ld %ld  %10.3f %10.3f %8.1f%%  (floor: forward's only)\n", (long)B,
-              (long)D, (long)N, (long)L, fb_ms, floor_ms, 100 * floor_ms / fb_ms);
+  std::printf("selective_scan f+b  %ld %ld %ld %ld  %10.3f %10.3f %8.1f%%  (floor: forward's only)\n", (long)B, (long)D,
+              (long)N, (long)L, fb_ms, floor_ms, 100 * floor_ms / fb_ms);
   std::printf("causal_conv1d fwd   %ld %ld w4 %ld    %10.3f %10.3f %8.1f%%\n", (long)B, (long)D, (long)L, conv_ms,
               conv_floor_ms, 100 * conv_floor_ms / conv_ms);
   std::printf("floors: scan %.3g bytes / copy bandwidth = %.3f ms, %.3g exps / exp2 rate = %.3f ms\n", bytes,

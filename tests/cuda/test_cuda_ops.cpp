@@ -6,8 +6,8 @@
 #include "helpers.h"
 #include "ops/scan_case.h"
 
-#include "ops/causal_conv1d.h"
 #include "models/registry.h"
+#include "ops/causal_conv1d.h"
 #include "ops/decode_step.h"
 #include "ops/selective_scan.h"
 
@@ -144,8 +144,8 @@ TEST_CASE("CUDA causal_conv1d matches the CPU kernels over a grid", "[cuda]") {
           std::vector<at::Tensor> leaves = {dev(x), dev(w), dev(b), dev(init)};
           for (auto& t : leaves)
             if (t.defined()) t.requires_grad_(true);
-          const at::Tensor out = mft::causal_conv1d(leaves[0], leaves[1], opt(leaves[2]), opt(leaves[3]), options,
-                                                    opt(dev(seq)));
+          const at::Tensor out =
+              mft::causal_conv1d(leaves[0], leaves[1], opt(leaves[2]), opt(leaves[3]), options, opt(dev(seq)));
           (out.to(at::kDouble) * dev(w_out)).sum().backward();
           std::vector<at::Tensor> r = {out.detach()};
           for (auto& t : leaves) r.push_back(t.defined() ? t.grad() : at::Tensor());

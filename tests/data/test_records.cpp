@@ -3,10 +3,10 @@
 // synthetic quickstart data (batching: tests/data/test_batch.cpp). All with the byte tokenizer (ids 0..255 =
 // bytes, 256 = <|endoftext|>), so no files are needed.
 #include "data/dataset.h"
+#include "data/random.h"
 #include "data/synthetic.h"
 #include "data/templates.h"
 #include "numbered_examples.h"
-#include "data/random.h"
 #include "tokenizer/tokenizer.h"
 
 #include <unistd.h>

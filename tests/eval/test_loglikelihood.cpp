@@ -385,7 +385,8 @@ TEST_CASE("choices that share a context continue from its decoding state in ever
       {"The capital of France is", {" Paris", " a city on the Seine river"}},
       {"Q:", {" a", " b", " c"}},
       {"Question: what is two plus two?\nAnswer:", {" four", " 22"}},
-      {"A context that is much longer than the sixty-four tokens of max_length here, so it is truncated", {" x", " yz"}},
+      {"A context that is much longer than the sixty-four tokens of max_length here, so it is truncated",
+       {" x", " yz"}},
       // Three questions after the same 27-token "few-shot" prefix: it runs once (share_prefixes).
       {"Examples: 1+1=2. 2+2=4. Q: 3+3=", {"6", "7"}},
       {"Examples: 1+1=2. 2+2=4. Q: 5+1=", {"6", "51"}},
@@ -434,12 +435,11 @@ TEST_CASE("single-choice contexts that share a prefix run it once in every famil
   // Winogrande-like: two documents, each with two contexts that differ only after 40 shared bytes and one
   // continuation each; plus a context that shares nothing (scored whole).
   const std::string examples = "Example: the cup is on the table. Q: ";  // 37 bytes
-  std::vector<ScoreRequest> requests = {
-      LoglikelihoodRequest{examples + "Ann or Bob? Ann", " went home."},
-      LoglikelihoodRequest{examples + "Ann or Bob? Bob", " went home."},
-      LoglikelihoodRequest{examples + "red or blue? red", " is warm."},
-      LoglikelihoodRequest{examples + "red or blue? blue", " is warm."},
-      LoglikelihoodRequest{"Nothing shared here", " at all."}};
+  std::vector<ScoreRequest> requests = {LoglikelihoodRequest{examples + "Ann or Bob? Ann", " went home."},
+                                        LoglikelihoodRequest{examples + "Ann or Bob? Bob", " went home."},
+                                        LoglikelihoodRequest{examples + "red or blue? red", " is warm."},
+                                        LoglikelihoodRequest{examples + "red or blue? blue", " is warm."},
+                                        LoglikelihoodRequest{"Nothing shared here", " at all."}};
   for (const char* preset : {"preset:mamba-tiny", "preset:mamba2-tiny"}) {
     INFO(preset);
     auto model = mft::models::load_model(preset, 3);

@@ -38,19 +38,33 @@ void write_jsonl(const fs::path& file, const std::vector<json>& rows) {
 
 // Small documents of every built-in task in their real schemas (the prompts below are lm-eval's for them).
 void write_known_answer_data(const fs::path& dir) {
-  write_jsonl(dir / "hellaswag/validation.jsonl",
-              {{{"ind", 9}, {"activity_label", "Roof [title] shingle"}, {"ctx_a", "A man  is [step] on a roof."},
-                {"ctx_b", "HE sits"}, {"ctx", ""}, {"endings", {"falls  down.", "waves [x]."}}, {"source_id", "s"},
-                {"split", "val"}, {"split_type", "indomain"}, {"label", "1"}}});
+  write_jsonl(dir / "hellaswag/validation.jsonl", {{{"ind", 9},
+                                                    {"activity_label", "Roof [title] shingle"},
+                                                    {"ctx_a", "A man  is [step] on a roof."},
+                                                    {"ctx_b", "HE sits"},
+                                                    {"ctx", ""},
+                                                    {"endings", {"falls  down.", "waves [x]."}},
+                                                    {"source_id", "s"},
+                                                    {"split", "val"},
+                                                    {"split_type", "indomain"},
+                                                    {"label", "1"}}});
   std::vector<json> rows;
   for (int i = 0; i < 4; ++i) {
     const std::string n = std::to_string(i);
-    rows.push_back({{"ind", i}, {"activity_label", "Act " + n}, {"ctx_a", "Ctx " + n + "."}, {"ctx_b", "then " + n},
-                    {"ctx", ""}, {"endings", {"e0 " + n + ".", "e1 " + n + "."}}, {"source_id", "s"},
-                    {"split", "train"}, {"split_type", "indomain"}, {"label", std::to_string(i % 2)}});
+    rows.push_back({{"ind", i},
+                    {"activity_label", "Act " + n},
+                    {"ctx_a", "Ctx " + n + "."},
+                    {"ctx_b", "then " + n},
+                    {"ctx", ""},
+                    {"endings", {"e0 " + n + ".", "e1 " + n + "."}},
+                    {"source_id", "s"},
+                    {"split", "train"},
+                    {"split_type", "indomain"},
+                    {"label", std::to_string(i % 2)}});
   }
   write_jsonl(dir / "hellaswag/train.jsonl", rows);
-  write_jsonl(dir / "piqa/validation.jsonl", {{{"goal", "Open a jar"}, {"sol1", "twist the lid"}, {"sol2", "hit it"}, {"label", 0}}});
+  write_jsonl(dir / "piqa/validation.jsonl",
+              {{{"goal", "Open a jar"}, {"sol1", "twist the lid"}, {"sol2", "hit it"}, {"label", 0}}});
   rows.clear();
   for (int i = 0; i < 4; ++i) {
     const std::string n = std::to_string(i);
@@ -58,24 +72,30 @@ void write_known_answer_data(const fs::path& dir) {
   }
   write_jsonl(dir / "piqa/train.jsonl", rows);
   for (const char* t : {"arc_easy", "arc_challenge"}) {
-    write_jsonl(dir / t / "test.jsonl",
-                {{{"id", "q"}, {"question", "Which is a planet?"},
-                  {"choices", {{"text", {"Mars", "Moon", "Sun"}}, {"label", {"A", "B", "C"}}}}, {"answerKey", "A"}}});
+    write_jsonl(dir / t / "test.jsonl", {{{"id", "q"},
+                                          {"question", "Which is a planet?"},
+                                          {"choices", {{"text", {"Mars", "Moon", "Sun"}}, {"label", {"A", "B", "C"}}}},
+                                          {"answerKey", "A"}}});
     rows.clear();
     for (int i = 0; i < 4; ++i) {
       const std::string n = std::to_string(i);
-      rows.push_back({{"id", "t" + n}, {"question", "Q" + n + "?"},
+      rows.push_back({{"id", "t" + n},
+                      {"question", "Q" + n + "?"},
                       {"choices", {{"text", {"x" + n, "y" + n, "z" + n, "w" + n}}, {"label", {"1", "2", "3", "4"}}}},
                       {"answerKey", std::to_string(1 + i % 4)}});
     }
     write_jsonl(dir / t / "train.jsonl", rows);
   }
   write_jsonl(dir / "winogrande/validation.jsonl", {{{"sentence", "The cup is on the table because _ is heavy."},
-                                                      {"option1", "cup"}, {"option2", "table"}, {"answer", "2"}}});
+                                                     {"option1", "cup"},
+                                                     {"option2", "table"},
+                                                     {"answer", "2"}}});
   rows.clear();
   for (int i = 0; i < 4; ++i) {
-    rows.push_back({{"sentence", "Ann met Bo " + std::to_string(i) + " and _ smiled."}, {"option1", "Ann"},
-                    {"option2", "Bo"}, {"answer", std::to_string(1 + i % 2)}});
+    rows.push_back({{"sentence", "Ann met Bo " + std::to_string(i) + " and _ smiled."},
+                    {"option1", "Ann"},
+                    {"option2", "Bo"},
+                    {"answer", std::to_string(1 + i % 2)}});
   }
   write_jsonl(dir / "winogrande/train.jsonl", rows);
   rows.clear();
@@ -86,10 +106,13 @@ void write_known_answer_data(const fs::path& dir) {
   std::vector<json> dev, test;
   for (const char* s : {"anatomy", "philosophy", "marketing", "sociology"}) {
     for (int i = 0; i < 3; ++i) {
-      dev.push_back({{"question", " Dev " + std::to_string(i) + "? "}, {"subject", s}, {"choices", {"a", "b", "c", "d"}},
+      dev.push_back({{"question", " Dev " + std::to_string(i) + "? "},
+                     {"subject", s},
+                     {"choices", {"a", "b", "c", "d"}},
                      {"answer", i % 4}});
     }
-    test.push_back({{"question", "  What is 2+2?\n"}, {"subject", s}, {"choices", {"3", "4", "5", "6"}}, {"answer", 1}});
+    test.push_back(
+        {{"question", "  What is 2+2?\n"}, {"subject", s}, {"choices", {"3", "4", "5", "6"}}, {"answer", 1}});
   }
   write_jsonl(dir / "mmlu/dev.jsonl", dev);
   write_jsonl(dir / "mmlu/test.jsonl", test);
@@ -129,8 +152,8 @@ TEST_CASE("metrics and standard errors are lm-eval's", "[eval_tasks]") {
   CHECK(ev::perplexity(lls) == Approx(5.4739473917272).epsilon(1e-12));
   CHECK(ev::bootstrap_perplexity_stderr(lls, 2000) == Approx(2.3159588745660904).epsilon(1e-12));
   CHECK(std::isnan(ev::mean_metric({1}).stderr_value));  // "N/A" for one value
-  CHECK(ev::argmax({-1, -0.5, -0.5}) == 1);                // first maximum
-  CHECK(ev::argmax({-4, -3}, {4, 1}) == 0);                // normalised: -1 > -3
+  CHECK(ev::argmax({-1, -0.5, -0.5}) == 1);              // first maximum
+  CHECK(ev::argmax({-4, -3}, {4, 1}) == 0);              // normalised: -1 > -3
   CHECK(ev::python_len("caf\xc3\xa9") == 4);
   const ev::MetricValue g = ev::pooled({{0.5, 0.2}, {1.0, 0.0}}, {10, 30});
   CHECK(g.value == Approx(0.875));
@@ -143,16 +166,21 @@ TEST_CASE("k-shot prompts of every built-in task are lm-eval's, character for ch
   const std::string d = dir.path.string();
   // hellaswag: preprocess (" [title]" -> ". ", [...] removed, double spaces once), ctx_b capitalised; the
   // sampler draws k + 1 from train.
-  const std::string hs = "Act 3: Ctx 3. Then 3 e1 3.\n\nAct 0: Ctx 0. Then 0 e0 0.\n\nRoof. shingle: A man is on a roof. He sits";
+  const std::string hs =
+      "Act 3: Ctx 3. Then 3 e1 3.\n\nAct 0: Ctx 0. Then 0 e0 0.\n\nRoof. shingle: A man is on a roof. He sits";
   CHECK(requests_of(ev::load_builtin_task("hellaswag", d)[0], 2) == Requests{{hs, " falls down."}, {hs, " waves ."}});
-  const std::string pq = "Question: Goal 3\nAnswer: b3\n\nQuestion: Goal 0\nAnswer: a0\n\nQuestion: Open a jar\nAnswer:";
+  const std::string pq =
+      "Question: Goal 3\nAnswer: b3\n\nQuestion: Goal 0\nAnswer: a0\n\nQuestion: Open a jar\nAnswer:";
   CHECK(requests_of(ev::load_builtin_task("piqa", d)[0], 2) == Requests{{pq, " twist the lid"}, {pq, " hit it"}});
-  const std::string arc = "Question: Q3?\nAnswer: w3\n\nQuestion: Q0?\nAnswer: x0\n\nQuestion: Which is a planet?\nAnswer:";
-  CHECK(requests_of(ev::load_builtin_task("arc_easy", d)[0], 2) == Requests{{arc, " Mars"}, {arc, " Moon"}, {arc, " Sun"}});
+  const std::string arc =
+      "Question: Q3?\nAnswer: w3\n\nQuestion: Q0?\nAnswer: x0\n\nQuestion: Which is a planet?\nAnswer:";
+  CHECK(requests_of(ev::load_builtin_task("arc_easy", d)[0], 2) ==
+        Requests{{arc, " Mars"}, {arc, " Moon"}, {arc, " Sun"}});
   CHECK(requests_of(ev::load_builtin_task("arc_challenge", d)[0], 2) ==
         Requests{{arc, " Mars"}, {arc, " Moon"}, {arc, " Sun"}});
   // winogrande: one context per option, the shared continuation after the blank; shots filled with gold.
-  const std::string wg = "Ann met Bo 3 and Bo smiled.\n\nAnn met Bo 0 and Ann smiled.\n\nThe cup is on the table because ";
+  const std::string wg =
+      "Ann met Bo 3 and Bo smiled.\n\nAnn met Bo 0 and Ann smiled.\n\nThe cup is on the table because ";
   CHECK(requests_of(ev::load_builtin_task("winogrande", d)[0], 2) ==
         Requests{{wg + "cup", " is heavy."}, {wg + "table", " is heavy."}});
   // lambada: the target " word" after the delimiter (two spaces in the shots), and a document may be its
@@ -166,9 +194,10 @@ TEST_CASE("k-shot prompts of every built-in task are lm-eval's, character for ch
   REQUIRE(mmlu.size() == 4);
   CHECK(mmlu[0].name == "mmlu_anatomy");
   CHECK(mmlu[0].groups == std::vector<std::string>{"mmlu_stem", "mmlu"});
-  const std::string q = "The following are multiple choice questions (with answers) about anatomy.\n\nDev 0?\nA. a\nB. "
-                        "b\nC. c\nD. d\nAnswer: A\n\nDev 1?\nA. a\nB. b\nC. c\nD. d\nAnswer: B\n\nWhat is 2+2?\nA. 3\nB. "
-                        "4\nC. 5\nD. 6\nAnswer:";
+  const std::string q =
+      "The following are multiple choice questions (with answers) about anatomy.\n\nDev 0?\nA. a\nB. "
+      "b\nC. c\nD. d\nAnswer: A\n\nDev 1?\nA. a\nB. b\nC. c\nD. d\nAnswer: B\n\nWhat is 2+2?\nA. 3\nB. "
+      "4\nC. 5\nD. 6\nAnswer:";
   CHECK(requests_of(mmlu[0], 2) == Requests{{q, " A"}, {q, " B"}, {q, " C"}, {q, " D"}});
   // 0-shot: the question alone (mmlu keeps its description).
   CHECK(requests_of(ev::load_builtin_task("piqa", d)[0], 0)[0].first == "Question: Open a jar\nAnswer:");
@@ -180,8 +209,10 @@ TEST_CASE("k-shot prompts of every built-in task are lm-eval's, character for ch
 TEST_CASE("few-shot draws follow one stream per task in document order, also with a limit", "[eval_tasks]") {
   TempDir dir{"mft-eval"};
   std::vector<json> val, train;
-  for (int i = 0; i < 6; ++i) val.push_back({{"goal", "G" + std::to_string(i)}, {"sol1", "a"}, {"sol2", "b"}, {"label", 0}});
-  for (int i = 0; i < 30; ++i) train.push_back({{"goal", "T" + std::to_string(i)}, {"sol1", "a"}, {"sol2", "b"}, {"label", 1}});
+  for (int i = 0; i < 6; ++i)
+    val.push_back({{"goal", "G" + std::to_string(i)}, {"sol1", "a"}, {"sol2", "b"}, {"label", 0}});
+  for (int i = 0; i < 30; ++i)
+    train.push_back({{"goal", "T" + std::to_string(i)}, {"sol1", "a"}, {"sol2", "b"}, {"label", 1}});
   write_jsonl(dir.path / "piqa/validation.jsonl", val);
   write_jsonl(dir.path / "piqa/train.jsonl", train);
   const ev::Task t = ev::load_builtin_task("piqa", dir.path.string())[0];
@@ -202,11 +233,13 @@ TEST_CASE("few-shot draws follow one stream per task in document order, also wit
 
 TEST_CASE("user YAML tasks render templates and report bad keys and fields", "[eval_tasks]") {
   TempDir dir{"mft-eval"};
-  write_jsonl(dir.path / "caps/test.jsonl", {{{"country", "France"}, {"options", {"Paris", "Rome"}}, {"label", 0}},
-                                             {{"country", "Italy"}, {"options", {"Paris", "Rome"}}, {"label", "Rome"}}});
-  std::ofstream(dir.path / "caps.yaml") << "task: capitals\ndata_file: caps/test.jsonl\ndescription: \"Capitals.\\n\\n\"\n"
-                                           "doc_to_text: \"Q: capital of {{country}}?\\nA:\"\n"
-                                           "doc_to_choice: \"{{options}}\"\ndoc_to_target: \"{{label}}\"\n";
+  write_jsonl(dir.path / "caps/test.jsonl",
+              {{{"country", "France"}, {"options", {"Paris", "Rome"}}, {"label", 0}},
+               {{"country", "Italy"}, {"options", {"Paris", "Rome"}}, {"label", "Rome"}}});
+  std::ofstream(dir.path / "caps.yaml")
+      << "task: capitals\ndata_file: caps/test.jsonl\ndescription: \"Capitals.\\n\\n\"\n"
+         "doc_to_text: \"Q: capital of {{country}}?\\nA:\"\n"
+         "doc_to_choice: \"{{options}}\"\ndoc_to_target: \"{{label}}\"\n";
   const ev::Task t = ev::load_yaml_task((dir.path / "caps.yaml").string());
   CHECK(t.name == "capitals");
   const auto ex = ev::fewshot_examples(t, 1, 1234);  // the pool is the data file: the doc itself is excluded
@@ -217,9 +250,11 @@ TEST_CASE("user YAML tasks render templates and report bad keys and fields", "[e
   CHECK(in.continuations == std::vector<std::string>{" Paris", " Rome"});
   CHECK(t.gold_index(t.eval_docs[1]) == 1);  // a target given as the choice's text
   CHECK(ev::render_template("{{options[1]}} / {{ country }}", t.eval_docs[0]) == "Rome / France");
-  CHECK_THROWS_WITH(ev::render_template("{{capital}}", t.eval_docs[0]), Contains("caps/test.jsonl:1: template {{capital}}: field \"capital\" is missing"));
+  CHECK_THROWS_WITH(ev::render_template("{{capital}}", t.eval_docs[0]),
+                    Contains("caps/test.jsonl:1: template {{capital}}: field \"capital\" is missing"));
   std::ofstream(dir.path / "bad.yaml") << "task: x\ndata_file: caps/test.jsonl\ndoc_to_txt: a\n";
-  CHECK_THROWS_WITH(ev::load_yaml_task((dir.path / "bad.yaml").string()), Contains("bad.yaml:3: unknown key \"doc_to_txt\""));
+  CHECK_THROWS_WITH(ev::load_yaml_task((dir.path / "bad.yaml").string()),
+                    Contains("bad.yaml:3: unknown key \"doc_to_txt\""));
 }
 
 TEST_CASE("bad task data gives one clear error naming the file and line", "[eval_tasks]") {
@@ -228,11 +263,12 @@ TEST_CASE("bad task data gives one clear error naming the file and line", "[eval
   CHECK_THROWS_WITH(ev::load_tasks({"hellaswag"}, d),
                     Contains("hellaswag/validation.jsonl is missing; export it with: python -c 'import datasets; "
                              "datasets.load_dataset(\"Rowan/hellaswag\", split=\"validation\")"));
-  CHECK_THROWS_WITH(ev::load_tasks({"hellswag"}, d), Contains("unknown task \"hellswag\"; did you mean \"hellaswag\"?"));
+  CHECK_THROWS_WITH(ev::load_tasks({"hellswag"}, d),
+                    Contains("unknown task \"hellswag\"; did you mean \"hellaswag\"?"));
   write_jsonl(dir.path / "piqa/train.jsonl", {{{"goal", "g"}, {"sol1", "a"}, {"sol2", "b"}, {"label", 0}}});
   // Missing field, label out of range, malformed JSON: named by file and line when the document is used.
-  write_jsonl(dir.path / "piqa/validation.jsonl",
-              {{{"goal", "g"}, {"sol1", "a"}, {"sol2", "b"}, {"label", 0}}, {{"goal", "g"}, {"sol1", "a"}, {"label", 1}}});
+  write_jsonl(dir.path / "piqa/validation.jsonl", {{{"goal", "g"}, {"sol1", "a"}, {"sol2", "b"}, {"label", 0}},
+                                                   {{"goal", "g"}, {"sol1", "a"}, {"label", 1}}});
   auto build_all = [&](const std::string& task) {
     for (const auto& t : ev::load_tasks({task}, d)) {
       for (const auto& doc : t.eval_docs) ev::build_instance(t, doc, {});
@@ -245,8 +281,9 @@ TEST_CASE("bad task data gives one clear error naming the file and line", "[eval
   std::ofstream(dir.path / "piqa/validation.jsonl") << "{\"goal\": \"g\"}\n{\"goal\": \n";
   CHECK_THROWS_WITH(ev::load_tasks({"piqa"}, d), Contains("piqa/validation.jsonl:2: not valid JSON"));
   write_jsonl(dir.path / "arc_easy/train.jsonl", {});
-  write_jsonl(dir.path / "arc_easy/test.jsonl",
-              {{{"question", "q"}, {"choices", {{"text", json::array()}, {"label", json::array()}}}, {"answerKey", "A"}}});
+  write_jsonl(
+      dir.path / "arc_easy/test.jsonl",
+      {{{"question", "q"}, {"choices", {{"text", json::array()}, {"label", json::array()}}}, {"answerKey", "A"}}});
   CHECK_THROWS_WITH(build_all("arc_easy"), Contains("arc_easy/test.jsonl:1: the document has no choices"));
   write_jsonl(dir.path / "winogrande/train.jsonl", {});
   write_jsonl(dir.path / "winogrande/validation.jsonl",
@@ -265,15 +302,16 @@ TEST_CASE("evaluation equals lm-evaluation-harness on random-weight models", "[e
   const std::string models = (dir.path / "models").string(), data = (dir.path / "data").string();
   REQUIRE(std::system((py + " " + tests + "/eval/make_scoring_model.py " + models + " mamba neox").c_str()) == 0);
   REQUIRE(std::system((py + " " + tests + "/eval/make_task_data.py " + data).c_str()) == 0);
-  const std::vector<std::string> names = {"lambada_openai", "hellaswag", "piqa", "arc_easy",
+  const std::vector<std::string> names = {"lambada_openai", "hellaswag",  "piqa", "arc_easy",
                                           "arc_challenge",  "winogrande", "mmlu"};
   for (const char* family : {"mamba", "neox"}) {
     INFO(family);
     const std::string model = models + "/" + family, ref_file = (dir.path / (std::string(family) + ".json")).string();
-    REQUIRE(std::system((py + " " + tests + "/eval/lm_eval_parity.py --model " + model + " --data-dir " + data +
-                         " --tasks lambada_openai,hellaswag,piqa,arc_easy,arc_challenge,winogrande,mmlu --shots 0,1,3 --out " +
-                         ref_file + " > " + ref_file + ".log 2>&1")
-                            .c_str()) == 0);
+    REQUIRE(std::system(
+                (py + " " + tests + "/eval/lm_eval_parity.py --model " + model + " --data-dir " + data +
+                 " --tasks lambada_openai,hellaswag,piqa,arc_easy,arc_challenge,winogrande,mmlu --shots 0,1,3 --out " +
+                 ref_file + " > " + ref_file + ".log 2>&1")
+                    .c_str()) == 0);
     const json ref = json::parse(std::ifstream(ref_file));
     auto lm = mft::models::load_model(model);
     lm->eval();
@@ -346,9 +384,11 @@ TEST_CASE("compare: divergence, spikes, ICL improvement and ratio with 95% inter
     std::ofstream(path) << j.dump();
     return ev::read_results(path);
   };
-  const auto ref = results("ref", {{"1", {{"0/piqa", 0.60}, {"1/piqa", 0.62}, {"0/hellaswag", 0.30}, {"1/hellaswag", 0.30}}}});
-  const auto run = results("run", {{"1", {{"0/piqa", 0.605}, {"1/piqa", 0.64}, {"0/hellaswag", 0.30}, {"1/hellaswag", 0.31}}},
-                                   {"2", {{"0/piqa", 0.600}, {"1/piqa", 0.62}, {"0/hellaswag", 0.30}, {"1/hellaswag", 0.30}}}});
+  const auto ref =
+      results("ref", {{"1", {{"0/piqa", 0.60}, {"1/piqa", 0.62}, {"0/hellaswag", 0.30}, {"1/hellaswag", 0.30}}}});
+  const auto run =
+      results("run", {{"1", {{"0/piqa", 0.605}, {"1/piqa", 0.64}, {"0/hellaswag", 0.30}, {"1/hellaswag", 0.31}}},
+                      {"2", {{"0/piqa", 0.600}, {"1/piqa", 0.62}, {"0/hellaswag", 0.30}, {"1/hellaswag", 0.30}}}});
   const auto rows = ev::divergence(ref, {run});
   REQUIRE(rows.size() == 2);
   const auto& hs = rows[0].task == "hellaswag" ? rows[0] : rows[1];

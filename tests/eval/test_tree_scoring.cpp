@@ -68,7 +68,7 @@ TEST_CASE("forward_tree gives each packed token the logits of its own sequence",
     auto causal = [&](int64_t from, int64_t n) {
       for (int64_t i = 0; i < n; ++i) visible[from + i].narrow(0, past + from, i + 1).fill_(true);
     };
-    causal(0, 7);  // ctx
+    causal(0, 7);                                                                 // ctx
     for (const auto& [from, n] : {std::pair<int64_t, int64_t>{7, 3}, {10, 4}}) {  // a, b: see ctx
       visible.narrow(0, from, n).narrow(1, past, 7).fill_(true);
       causal(from, n);
@@ -104,8 +104,8 @@ TEST_CASE("forward_tree gives each packed token the logits of its own sequence",
     Ids shifted = positions_ids;
     for (auto& p : shifted) p += past;
     // `other` continues the prefix too here: every row token sees the cache.
-    const at::Tensor got = model->forward_tree(ids_tensor(row), at::tensor(shifted, at::kLong), row_mask(past),
-                                               cache.get(), rows);
+    const at::Tensor got =
+        model->forward_tree(ids_tensor(row), at::tensor(shifted, at::kLong), row_mask(past), cache.get(), rows);
     CHECK(cache->length == past);
     const at::Tensor with_a = model->forward(ids_tensor(concat(concat(prefix, ctx), a))).select(0, 0);
     const at::Tensor with_b = model->forward(ids_tensor(concat(concat(prefix, ctx), b))).select(0, 0);
@@ -149,9 +149,9 @@ TEST_CASE("forward_tree gives each packed token the logits of its own sequence",
   SECTION("recurrent models have no tree attention and no truncation") {
     auto mamba = mft::models::load_model("preset:mamba-tiny", 5);
     CHECK_FALSE(mamba->supports_tree_attention());
-    CHECK_THROWS_WITH(mamba->forward_tree(ids_tensor(row), at::tensor(positions_ids, at::kLong), row_mask(0), nullptr,
-                                          rows),
-                      Contains("needs attention"));
+    CHECK_THROWS_WITH(
+        mamba->forward_tree(ids_tensor(row), at::tensor(positions_ids, at::kLong), row_mask(0), nullptr, rows),
+        Contains("needs attention"));
     auto cache = mamba->new_cache(1);
     CHECK_THROWS_WITH(cache->truncate(0), Contains("cannot be truncated"));
   }
@@ -206,7 +206,8 @@ TEST_CASE("long tree rows attend per segment with the dense mask's logits", "[tr
   auto model = tiny_neox();
   // Three groups of 60 + 10 + 12 tokens: wide enough that attention runs per group (plus the cache).
   std::vector<std::pair<Ids, std::vector<Ids>>> groups;
-  for (int64_t g = 0; g < 3; ++g) groups.push_back({iota_ids(60, 11 * g), {iota_ids(10, 50 + g), iota_ids(12, 90 + g)}});
+  for (int64_t g = 0; g < 3; ++g)
+    groups.push_back({iota_ids(60, 11 * g), {iota_ids(10, 50 + g), iota_ids(12, 90 + g)}});
   for (const int64_t past : {0, 20}) {
     INFO("cached prefix of " << past);
     const Ids prefix = iota_ids(past, 170);
@@ -221,7 +222,8 @@ TEST_CASE("long tree rows attend per segment with the dense mask's logits", "[tr
                                                past > 0 ? cache.get() : nullptr, at::arange(T, at::kLong));
     std::vector<at::Tensor> want;
     for (int64_t i = 0; i < T; ++i) {
-      want.push_back(model->forward(ids_tensor(row.sequences[static_cast<size_t>(i)]))[0][row.position[static_cast<size_t>(i)]]);
+      want.push_back(
+          model->forward(ids_tensor(row.sequences[static_cast<size_t>(i)]))[0][row.position[static_cast<size_t>(i)]]);
     }
     check_close(got, at::stack(want), "every row token");
   }

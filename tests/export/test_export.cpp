@@ -29,11 +29,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <utility>
 #include <vector>
-#include <functional>
 
 namespace {
 namespace fs = std::filesystem;

@@ -88,7 +88,8 @@ TEST_CASE("activation checkpointing gives the gradients of the plain forward", "
 TEST_CASE("checkpoint_block needs no gradient at its input and is plain without grad mode", "[checkpointing]") {
   const at::Tensor w = at::randn({4, 4}).requires_grad_(true);
   const at::Tensor h = at::randn({2, 3, 4});  // e.g. a frozen embedding's output
-  const at::Tensor out = mft::models::checkpoint_block([w](const at::Tensor& x) { return at::tanh(at::matmul(x, w)); }, h);
+  const at::Tensor out =
+      mft::models::checkpoint_block([w](const at::Tensor& x) { return at::tanh(at::matmul(x, w)); }, h);
   out.sum().backward();
   REQUIRE(w.grad().defined());
   const at::Tensor w2 = w.detach().clone().requires_grad_(true);

@@ -113,8 +113,8 @@ TEST_CASE("model loading refuses mismatched checkpoints and skips old buffers", 
 }
 
 namespace {
-const char* const kAllConfigs[] = {"mamba-tied",    "mamba-untied-odd",     "mamba2-tied", "mamba2-untied-odd",
-                                   "neox-parallel", "neox-sequential-tied"};
+const char* const kAllConfigs[] = {"mamba-tied",        "mamba-untied-odd", "mamba2-tied",
+                                   "mamba2-untied-odd", "neox-parallel",    "neox-sequential-tied"};
 
 at::Tensor golden(const HfFixture& hf, const char* name) {
   return mft::io::SafetensorsFile::open((hf.dir / "golden.safetensors").string()).tensor(name);
@@ -158,7 +158,8 @@ TEST_CASE("cached decoding reproduces the full forward; greedy generation equals
     auto short_cache = model->new_cache(2);
     const at::Tensor last3 = model->forward_cached(ids.narrow(1, 0, 25), *short_cache, /*last_logits=*/3);
     REQUIRE(last3.sizes() == at::IntArrayRef({2, 3, full.size(2)}));
-    CHECK(mft::test::normalised_error(last3, full.narrow(1, 22, 3)) <= mft::test::fp32_bound(37 * 3, hidden_of(*model)));
+    CHECK(mft::test::normalised_error(last3, full.narrow(1, 22, 3)) <=
+          mft::test::fp32_bound(37 * 3, hidden_of(*model)));
     CHECK(short_cache->length == 25);
     // ... and a cache holding all 25 tokens: the next step continues as the full forward does.
     const at::Tensor next = model->forward_cached(ids.narrow(1, 25, 1), *short_cache);
@@ -291,7 +292,8 @@ TEST_CASE("footprint: the parameter count from the config equals the built model
   // Biases, untied heads and odd sizes: every term of each formula.
   mft::models::MambaConfig mc;
   mc.vocab_size = 37, mc.hidden_size = 12, mc.state_size = 5, mc.num_hidden_layers = 3, mc.intermediate_size = 20;
-  mc.time_step_rank = 3, mc.conv_kernel = 3, mc.use_bias = true, mc.use_conv_bias = false, mc.tie_word_embeddings = false;
+  mc.time_step_rank = 3, mc.conv_kernel = 3, mc.use_bias = true, mc.use_conv_bias = false,
+  mc.tie_word_embeddings = false;
   CHECK(mc.footprint().parameters == distinct(*mft::models::MambaForCausalLM(mc)));
   mft::models::Mamba2Config m2;
   m2.vocab_size = 41, m2.hidden_size = 16, m2.state_size = 6, m2.num_hidden_layers = 2, m2.num_heads = 4;

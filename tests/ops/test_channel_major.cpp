@@ -17,8 +17,8 @@ at::Tensor transposed_view(int64_t B, int64_t C, int64_t L, at::ScalarType dtype
 TEST_CASE("channel_major copies a transposed view exactly", "[channel_major]") {
   at::manual_seed(11);
   for (at::ScalarType dt : {at::kBFloat16, at::kHalf, at::kFloat, at::kDouble, at::kInt, at::kLong}) {
-    for (auto [B, C, L] : {std::tuple<int64_t, int64_t, int64_t>{1, 3072, 512}, {2, 33, 65}, {3, 7, 1000},
-                           {1, 64, 31}, {2, 2, 2}}) {
+    for (auto [B, C, L] :
+         {std::tuple<int64_t, int64_t, int64_t>{1, 3072, 512}, {2, 33, 65}, {3, 7, 1000}, {1, 64, 31}, {2, 2, 2}}) {
       INFO(c10::toString(dt) << " B" << B << " C" << C << " L" << L);
       const at::Tensor v = transposed_view(B, C, L, dt);
       REQUIRE(!v.is_contiguous());
@@ -36,8 +36,10 @@ TEST_CASE("channel_major copies a channel slice of (B, L, C') rows exactly", "[c
   at::manual_seed(14);
   for (at::ScalarType dt : {at::kBFloat16, at::kFloat, at::kDouble}) {
     // Mamba-2's xBC: channels [E, E + CD) of the projection's (B, L, width) output; odd offsets too.
-    for (auto [B, L, width, offset, C] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{1, 512, 3352, 1536, 1792},
-                                          {2, 70, 100, 3, 65}, {3, 33, 40, 7, 33}}) {
+    for (auto [B, L, width, offset, C] :
+         {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{1, 512, 3352, 1536, 1792},
+          {2, 70, 100, 3, 65},
+          {3, 33, 40, 7, 33}}) {
       INFO(c10::toString(dt) << " B" << B << " L" << L << " width" << width << " offset" << offset << " C" << C);
       const at::Tensor v = at::randn({B, L, width}).to(dt).narrow(2, offset, C).transpose(1, 2);
       REQUIRE(!v.is_contiguous());

@@ -1,8 +1,8 @@
 // The fused training layers: cross_entropy_sum against at::cross_entropy_loss, rms_norm against its
 // composite reference (values and gradients over a grid, fp64 finite differences), bad input.
 #include "helpers.h"
-#include "ops/cross_entropy.h"
 #include "models/tied_embeddings.h"
+#include "ops/cross_entropy.h"
 #include "ops/rms_norm.h"
 
 #include <catch2/catch.hpp>
@@ -17,8 +17,8 @@ using namespace mft::test;
 namespace {
 
 // (loss, d logits) of f on a copy of logits that requires grad; dloss scales the loss first.
-std::pair<at::Tensor, at::Tensor> loss_and_grad(
-    const std::function<at::Tensor(const at::Tensor&)>& f, const at::Tensor& logits, double dloss) {
+std::pair<at::Tensor, at::Tensor> loss_and_grad(const std::function<at::Tensor(const at::Tensor&)>& f,
+                                                const at::Tensor& logits, double dloss) {
   at::Tensor x = logits.detach().clone().requires_grad_(true);
   at::Tensor loss = f(x);
   (loss * dloss).backward();
@@ -36,9 +36,7 @@ TEST_CASE("cross_entropy_sum matches at::cross_entropy_loss over a grid", "[fuse
         const at::Tensor logits64 = at::randn({n, v}, at::kDouble) * 3;
         at::Tensor labels = at::randint(0, v, {n}, at::kLong);
         if (ignore) labels.masked_fill_(at::rand({n}) < 0.4, -100);
-        auto ref = [&](const at::Tensor& x) {
-          return at::cross_entropy_loss(x, labels, {}, at::Reduction::Sum, -100);
-        };
+        auto ref = [&](const at::Tensor& x) { return at::cross_entropy_loss(x, labels, {}, at::Reduction::Sum, -100); };
         auto ours = [&](const at::Tensor& x) { return cross_entropy_sum(x, labels, -100); };
         const auto [l64, g64] = loss_and_grad(ref, logits64, 0.7);
         const auto [o64, og64] = loss_and_grad(ours, logits64, 0.7);
@@ -184,8 +182,7 @@ TEST_CASE("rms_norm: same bits at any thread count, composite for other dtypes, 
   // A non-contiguous x gives the composite's values too.
   const at::Tensor xt = x.transpose(0, 1);
   CHECK(normalised_error(rms_norm(xt, w, 1e-6), rms_norm_reference(xt, w, 1e-6)) < 1e-6);
-  CHECK_THROWS_WITH(rms_norm(x, at::randn({63}), 1e-6),
-                    Catch::Matchers::Contains("rms_norm: weight must be (64,)"));
+  CHECK_THROWS_WITH(rms_norm(x, at::randn({63}), 1e-6), Catch::Matchers::Contains("rms_norm: weight must be (64,)"));
 }
 
 TEST_CASE("tied_lookup gives the tied matrix the same gradient as two separate uses", "[fused_layers]") {

@@ -128,9 +128,9 @@ at::Tensor unfused(const MambaInnerArgs& a) {
   const at::Tensor xc = mft::causal_conv1d(a.xz.narrow(1, 0, E), a.conv_weight, a.conv_bias, {}, true, a.seq_idx);
   const at::Tensor x_dbl = lin(xc, a.x_proj_weight, {}, a.x_proj_lora).transpose(1, 2);
   const at::Tensor dt = lin(x_dbl.narrow(1, 0, R), a.dt_proj_weight, {}, a.dt_proj_lora).transpose(1, 2);
-  const at::Tensor y = std::get<0>(mft::selective_scan(xc, dt, a.A, x_dbl.narrow(1, R, N), x_dbl.narrow(1, R + N, N),
-                                                       a.D, a.xz.narrow(1, E, E), a.dt_bias, true, {}, false,
-                                                       a.seq_idx));
+  const at::Tensor y =
+      std::get<0>(mft::selective_scan(xc, dt, a.A, x_dbl.narrow(1, R, N), x_dbl.narrow(1, R + N, N), a.D,
+                                      a.xz.narrow(1, E, E), a.dt_bias, true, {}, false, a.seq_idx));
   const at::Tensor out = lin(y, a.out_proj_weight, a.out_proj_bias, a.out_proj_lora);
   // Padding rows are 0, the bias too (the op's rule; y is already 0 there).
   return a.seq_idx ? at::where(a.seq_idx->lt(0).unsqueeze(-1), at::zeros({}, out.options()), out) : out;
@@ -147,8 +147,8 @@ std::vector<at::Tensor> run(Forward f, const Leaves& l, const InnerInputs& in, c
   return r;
 }
 
-const char* kNames[] = {"out",         "dxz",       "dconv_w",   "dconv_b",   "dx_proj_w", "ddt_proj_w",
-                        "dout_proj_w", "dout_b",    "dA",        "dD",        "ddt_bias",  "dx_lora_A",
+const char* kNames[] = {"out",         "dxz",        "dconv_w",    "dconv_b",     "dx_proj_w",  "ddt_proj_w",
+                        "dout_proj_w", "dout_b",     "dA",         "dD",          "ddt_bias",   "dx_lora_A",
                         "dx_lora_B",   "ddt_lora_A", "ddt_lora_B", "dout_lora_A", "dout_lora_B"};
 
 void check_case(const InnerCase& c) {
@@ -210,8 +210,8 @@ TEST_CASE("mamba_inner matches the fp64 reference over the op grid", "[mamba_inn
 TEST_CASE("mamba_inner in low precision is as accurate as the unfused ops", "[mamba_inner]") {
   at::manual_seed(1);
   int cases = 0;
-  for (auto [dtype, lora_dtype] : {std::pair{at::kBFloat16, at::kFloat}, {at::kBFloat16, at::kBFloat16},
-                                   {at::kHalf, at::kFloat}}) {
+  for (auto [dtype, lora_dtype] :
+       {std::pair{at::kBFloat16, at::kFloat}, {at::kBFloat16, at::kBFloat16}, {at::kHalf, at::kFloat}}) {
     for (int flags = 0; flags < 4; ++flags) {
       InnerCase c;
       c.seqlen = flags & 1 ? 40 : 7;
@@ -355,8 +355,7 @@ TEST_CASE("mamba_inner under autocast computes in the autocast dtype", "[mamba_i
   check_within_bound("autocast out", out, ref, plain, c.seqlen, c.inner + c.model_dim);
 }
 
-TEST_CASE("mamba_inner: negative seq_idx is padding (0 out, bias too; no gradient from or into it)",
-          "[mamba_inner]") {
+TEST_CASE("mamba_inner: negative seq_idx is padding (0 out, bias too; no gradient from or into it)", "[mamba_inner]") {
   at::manual_seed(24);
   InnerCase c;
   c.batch = 3, c.inner = 8, c.seqlen = 12, c.dstate = 4, c.dt_rank = 2, c.model_dim = 5;
@@ -364,12 +363,12 @@ TEST_CASE("mamba_inner: negative seq_idx is padding (0 out, bias too; no gradien
   const InnerInputs in = InnerInputs::make(c);
   const Leaves l = leaves(in, c, at::kFloat, at::kFloat);
   const std::vector<at::Tensor> r = run(&mft::mamba_inner, l, in, c);
-  const at::Tensor pad = in.seq_idx.lt(0);                                  // (B, L)
-  const at::Tensor rows = pad.unsqueeze(-1).expand_as(r[0]);                 // (B, L, Dm)
+  const at::Tensor pad = in.seq_idx.lt(0);                    // (B, L)
+  const at::Tensor rows = pad.unsqueeze(-1).expand_as(r[0]);  // (B, L, Dm)
   const int64_t n = rows.sum().item<int64_t>();
   REQUIRE(n > 0);
   CHECK(at::equal(r[0].masked_select(rows), at::zeros({n}, r[0].options())));
-  const at::Tensor cols = pad.unsqueeze(1).expand_as(r[1]);                  // dxz (B, 2E, L)
+  const at::Tensor cols = pad.unsqueeze(1).expand_as(r[1]);  // dxz (B, 2E, L)
   CHECK(at::equal(r[1].masked_select(cols), at::zeros({cols.sum().item<int64_t>()}, r[1].options())));
   // The bias gradient sums dout over the real rows only.
   const at::Tensor dout = in.dout.to(at::kFloat);

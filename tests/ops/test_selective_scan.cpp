@@ -197,10 +197,11 @@ TEST_CASE("selective_scan: negative seq_idx is padding (0 out, state 0, no gradi
     INFO("dstate " << dstate);
     CHECK(at::equal(clean.out.masked_select(pad.expand_as(in.u)), at::zeros({npad})));
     for (const size_t leaf : {size_t(0), size_t(1), size_t(6)}) {  // u, delta, z
-      CHECK(at::equal(clean.grads[leaf].masked_select(pad.expand_as(in.u)), at::zeros({npad}, clean.grads[leaf].options())));
+      CHECK(at::equal(clean.grads[leaf].masked_select(pad.expand_as(in.u)),
+                      at::zeros({npad}, clean.grads[leaf].options())));
     }
     CHECK(at::equal(clean.last.select(0, c.batch - 1), at::zeros({c.dim, c.dstate})));  // ends in padding
-    CHECK(at::equal(clean.grads[8].select(0, 0), at::zeros({c.dim, c.dstate})));       // starts in padding
+    CHECK(at::equal(clean.grads[8].select(0, 0), at::zeros({c.dim, c.dstate})));        // starts in padding
     // NaN in every padding input of u, delta, z, B, C changes nothing.
     ScanInputs poisoned = in;
     const at::Tensor nan = at::full({}, NAN);

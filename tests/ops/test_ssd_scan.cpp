@@ -233,8 +233,8 @@ TEST_CASE("ssd_scan: packed documents never leak into each other", "[ssd_scan]")
   const int64_t split = 19;  // inside a chunk
   in.seq_idx = at::cat({at::zeros({1, split}, at::kInt), at::ones({1, c.seqlen - split}, at::kInt)}, 1);
   auto tail = [&](const at::Tensor& t) { return t.narrow(1, split, c.seqlen - split); };
-  const auto [packed, fin] = mft::ssd_scan(in.x, in.dt, in.A, in.B, in.C, in.chunk, opt(in.D), opt(in.z),
-                                           opt(in.bias), {}, in.seq_idx, true, {}, true);
+  const auto [packed, fin] = mft::ssd_scan(in.x, in.dt, in.A, in.B, in.C, in.chunk, opt(in.D), opt(in.z), opt(in.bias),
+                                           {}, in.seq_idx, true, {}, true);
   const auto [alone, alone_fin] = mft::ssd_scan(tail(in.x), tail(in.dt), in.A, tail(in.B), tail(in.C), in.chunk,
                                                 opt(in.D), tail(in.z), opt(in.bias), {}, {}, true, {}, true);
   CHECK(normalised_error(tail(packed), alone) <= fp32_bound(c.seqlen, c.dstate + c.chunk));
@@ -263,10 +263,10 @@ TEST_CASE("ssd_scan: negative seq_idx is padding (0 out, state 0, no gradient, n
   const int64_t npad = padx.sum().item<int64_t>();
   REQUIRE(npad > 0);
   CHECK(at::equal(clean[0].masked_select(padx), at::zeros({npad})));
-  CHECK(at::equal(clean[2].masked_select(padx), at::zeros({npad})));  // dx
-  CHECK(at::equal(clean[4].masked_select(padx), at::zeros({npad})));  // dz
+  CHECK(at::equal(clean[2].masked_select(padx), at::zeros({npad})));                         // dx
+  CHECK(at::equal(clean[4].masked_select(padx), at::zeros({npad})));                         // dz
   CHECK(at::equal(clean[1].select(0, c.batch - 1), at::zeros_like(clean[1].select(0, 0))));  // ends in padding
-  CHECK(at::equal(clean[5].select(0, 0), at::zeros_like(clean[5].select(0, 0))));           // starts in padding
+  CHECK(at::equal(clean[5].select(0, 0), at::zeros_like(clean[5].select(0, 0))));            // starts in padding
   SsdInputs poisoned = in;
   const at::Tensor nan = at::full({}, NAN);
   poisoned.x = at::where(padx, nan, in.x);
@@ -277,9 +277,9 @@ TEST_CASE("ssd_scan: negative seq_idx is padding (0 out, state 0, no gradient, n
     INFO("output/gradient " << i);
     CHECK(at::equal(p[i], clean[i]));
   }
-  const auto [ref, ref_fin] = mft::reference::ssd_scan(in.x, in.dt, in.A, in.B, in.C, in.chunk, opt(in.D), opt(in.z),
-                                                       opt(in.bias), opt(in.init), in.seq_idx, in.softplus,
-                                                       in.dt_limit(), true);
+  const auto [ref, ref_fin] =
+      mft::reference::ssd_scan(in.x, in.dt, in.A, in.B, in.C, in.chunk, opt(in.D), opt(in.z), opt(in.bias),
+                               opt(in.init), in.seq_idx, in.softplus, in.dt_limit(), true);
   CHECK(normalised_error(clean[0], ref) <= fp32_bound(c.seqlen, c.dstate + c.chunk));
   CHECK(normalised_error(clean[1], ref_fin) <= fp32_bound(c.seqlen, c.dstate + c.chunk));
 }
@@ -290,8 +290,7 @@ TEST_CASE("ssd_scan under CPU autocast: activations low precision, states fp32",
   in.A.requires_grad_(true);
   at::autocast::set_autocast_enabled(at::kCPU, true);
   at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-  auto [out, fin] =
-      mft::ssd_scan(in.x, in.dt, in.A, in.B, in.C, 4, in.D, in.z, in.bias, in.init, {}, true, {}, true);
+  auto [out, fin] = mft::ssd_scan(in.x, in.dt, in.A, in.B, in.C, 4, in.D, in.z, in.bias, in.init, {}, true, {}, true);
   at::autocast::set_autocast_enabled(at::kCPU, false);
   at::autocast::clear_cache();
   CHECK(out.scalar_type() == at::kBFloat16);
@@ -320,8 +319,8 @@ TEST_CASE("ssd_state_update stepped token by token reproduces ssd_scan", "[ssd_s
       std::vector<at::Tensor> steps, steps_ref;
       for (int64_t t = 0; t < c.seqlen; ++t) {
         auto at_t = [&](const at::Tensor& v) { return v.select(1, t); };
-        steps.push_back(mft::ssd_state_update(state, at_t(in.x), at_t(in.dt), in.A, at_t(in.B), at_t(in.C),
-                                              opt(in.D), at_t(in.z), opt(in.bias), true, in.dt_limit()));
+        steps.push_back(mft::ssd_state_update(state, at_t(in.x), at_t(in.dt), in.A, at_t(in.B), at_t(in.C), opt(in.D),
+                                              at_t(in.z), opt(in.bias), true, in.dt_limit()));
         steps_ref.push_back(mft::reference::ssd_state_update(state_ref, at_t(in.x), at_t(in.dt), in.A, at_t(in.B),
                                                              at_t(in.C), opt(in.D), at_t(in.z), opt(in.bias), true,
                                                              in.dt_limit()));
@@ -346,7 +345,8 @@ TEST_CASE("ssd_scan rejects bad arguments with messages naming them", "[ssd_scan
                   std::optional<at::ArrayRef<double>> lim = std::nullopt, const OptTensor& seq = {}) {
     mft::ssd_scan(x, in.dt, A, B, in.C, chunk, in.D, {}, {}, {}, seq, false, lim, false);
   };
-  CHECK_THROWS_WITH(call(in.x.select(0, 0), in.A, in.B, 4), Contains("x must be (batch, seqlen, heads, headdim) (4 dims)"));
+  CHECK_THROWS_WITH(call(in.x.select(0, 0), in.A, in.B, 4),
+                    Contains("x must be (batch, seqlen, heads, headdim) (4 dims)"));
   CHECK_THROWS_WITH(call(in.x, in.A.to(at::kHalf), in.B, 4), Contains("A must be Float; got Half"));
   CHECK_THROWS_WITH(call(in.x, in.A, in.B.narrow(2, 0, 1).expand({2, 9, 3, 5}), 4),
                     Contains("heads (4) must be divisible by the groups of B (3)"));

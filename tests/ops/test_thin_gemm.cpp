@@ -7,8 +7,8 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <catch2/catch.hpp>
 
 using namespace mft::test;
 using Catch::Matchers::Contains;
@@ -60,8 +60,7 @@ TEST_CASE("thin products match fp64 ATen over layouts, dtypes, ranks and lengths
   CHECK(cases == 72);
 }
 
-TEST_CASE("thin products give the same bits at any thread count and refuse what they cannot take",
-          "[thin_gemm]") {
+TEST_CASE("thin products give the same bits at any thread count and refuse what they cannot take", "[thin_gemm]") {
   at::manual_seed(12);
   const at::Tensor x = matrix(700, 600, at::kBFloat16, true), xt = matrix(700, 600, at::kBFloat16, false);
   const at::Tensor w = at::randn({8, 700}), p = at::randn({8, 600}), bm = at::randn({700, 8}), u = at::randn({8, 600});
@@ -71,8 +70,8 @@ TEST_CASE("thin products give the same bits at any thread count and refuse what 
     at::Tensor y = x.clone(), yt = xt.clone();
     mft::thin::add_b_u_(y, bm, u, 1.3);
     mft::thin::add_b_u_(yt, bm, u, 1.3);
-    std::vector<at::Tensor> out = {mft::thin::w_x(w, x), mft::thin::w_x(w, xt), mft::thin::p_xt(p, x),
-                                   mft::thin::p_xt(p, xt), y, yt};
+    std::vector<at::Tensor> out = {
+        mft::thin::w_x(w, x), mft::thin::w_x(w, xt), mft::thin::p_xt(p, x), mft::thin::p_xt(p, xt), y, yt};
     at::set_num_threads(before);
     return out;
   };

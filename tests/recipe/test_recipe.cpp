@@ -340,7 +340,9 @@ TEST_CASE("recipe: every file in recipes/ parses and validates", "[recipe]") {
 TEST_CASE("YAML from untrusted files: nesting and alias expansion are bounded", "[recipe]") {
   // 256 levels parse; deeper documents fail with the source named (yaml-cpp alone fails near 500 flow
   // levels with "bad file", and its recursion has no bound for block nesting).
-  const auto nested = [](int depth) { return "x: " + std::string(size_t(depth), '[') + std::string(size_t(depth), ']'); };
+  const auto nested = [](int depth) {
+    return "x: " + std::string(size_t(depth), '[') + std::string(size_t(depth), ']');
+  };
   CHECK(yaml_depth(load_yaml(nested(255), "ok.yaml"), "ok.yaml") == 256);
   for (const int depth : {256, 499, 1000, 70000}) {
     CHECK_THROWS_WITH(load_yaml(nested(depth), "deep.yaml"), "deep.yaml: YAML nested deeper than 256 levels");
@@ -348,12 +350,17 @@ TEST_CASE("YAML from untrusted files: nesting and alias expansion are bounded", 
   // Block nesting: 300 levels of "- " indentation.
   std::string block;
   for (int i = 0; i < 300; ++i) block += std::string(size_t(2 * i), ' ') + "-\n";
-  CHECK_THROWS_WITH(load_yaml(block + std::string(600, ' ') + "x\n", "block.yaml"), "block.yaml: YAML nested deeper than 256 levels");
+  CHECK_THROWS_WITH(load_yaml(block + std::string(600, ' ') + "x\n", "block.yaml"),
+                    "block.yaml: YAML nested deeper than 256 levels");
   // Brackets in quotes and comments do not count.
-  CHECK_NOTHROW(load_yaml("a: \"" + std::string(1000, '[') + "\" # " + std::string(1000, '{') + "\nb: '[[['\n", "q.yaml"));
+  CHECK_NOTHROW(
+      load_yaml("a: \"" + std::string(1000, '[') + "\" # " + std::string(1000, '{') + "\nb: '[[['\n", "q.yaml"));
   std::string laughs = "a0: &a0 [x, x]\n";
-  for (int i = 1; i <= 30; ++i) laughs += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" + std::to_string(i - 1) + ", *a" + std::to_string(i - 1) + "]\n";
-  CHECK_THROWS_WITH(load_yaml(laughs, "laughs.yaml"), StartsWith("laughs.yaml: YAML document has more than 1000000 nodes"));
+  for (int i = 1; i <= 30; ++i)
+    laughs += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" + std::to_string(i - 1) + ", *a" +
+              std::to_string(i - 1) + "]\n";
+  CHECK_THROWS_WITH(load_yaml(laughs, "laughs.yaml"),
+                    StartsWith("laughs.yaml: YAML document has more than 1000000 nodes"));
   CHECK_THAT(error_of(nested(600)), Contains("YAML nested deeper than 256 levels"));
   CHECK_THROWS_WITH(load_yaml_file("/nonexistent/r.yaml"), StartsWith("/nonexistent/r.yaml: cannot read: "));
 }

@@ -103,10 +103,10 @@ TEST_CASE("sweep: each point's reference shares its family and seed", "[recipe][
 }
 
 TEST_CASE("sweep: command-line overrides and --axis", "[recipe][sweep]") {
-  const SweepSpec spec = parse_sweep(kSweep, "s.yaml",
-                                     {"trainer.max_steps=3", "sweep.output_dir=elsewhere", "prepare.trainer.max_steps=2",
-                                      "sweep.stability.blocks=5"},
-                                     {"trainer.seed=0,7", "family=pythia"});
+  const SweepSpec spec = parse_sweep(
+      kSweep, "s.yaml",
+      {"trainer.max_steps=3", "sweep.output_dir=elsewhere", "prepare.trainer.max_steps=2", "sweep.stability.blocks=5"},
+      {"trainer.seed=0,7", "family=pythia"});
   CHECK(spec.output_dir == "elsewhere");
   CHECK(spec.stability.blocks == 5);
   const auto points = sweep_points(spec);
@@ -125,20 +125,25 @@ TEST_CASE("sweep: bad sweep files fail naming the key", "[recipe][sweep]") {
   fails_with(with("  output_dir: out/sw\n", ""), "sweep.output_dir: required");
   fails_with(with("    precision.dtype: [fp32, bf16]", "    precision.dtyp: [fp32, bf16]"),
              "did you mean 'precision.dtype'?");
-  fails_with(with("    precision.dtype: [fp32, bf16]", "    precision.dtype: [fp32, bf15]"), "sweep.axes.precision.dtype");
-  fails_with(with("    precision.dtype: [fp32, bf16]", "    precision.dtype: []"), "sweep.axes.precision.dtype: empty axis");
+  fails_with(with("    precision.dtype: [fp32, bf16]", "    precision.dtype: [fp32, bf15]"),
+             "sweep.axes.precision.dtype");
+  fails_with(with("    precision.dtype: [fp32, bf16]", "    precision.dtype: []"),
+             "sweep.axes.precision.dtype: empty axis");
   fails_with(with("    precision.dtype: [fp32, bf16]", "    precision.dtype: [fp32, fp32]"), "appears twice");
   fails_with(with("      lora: {peft.method: lora, peft.rank: 4}", "      lora: {peft.method: lora, peft.rnk: 4}"),
              "did you mean 'peft.rank'?");
-  fails_with(with("      lora: {peft.method: lora, peft.rank: 4}", "      lora: [1]"), "sweep.axes.peft.lora: expected a mapping");
+  fails_with(with("      lora: {peft.method: lora, peft.rank: 4}", "      lora: [1]"),
+             "sweep.axes.peft.lora: expected a mapping");
   fails_with(with("  reference: {precision.dtype: fp32, peft: full}", "  reference: {precision.dtype: fp64}"),
              "axis 'precision.dtype' has no value 'fp64'");
-  fails_with(with("  reference: {precision.dtype: fp32, peft: full}", "  reference: {dtype: fp32}"), "sweep.reference.dtype: no such axis");
+  fails_with(with("  reference: {precision.dtype: fp32, peft: full}", "  reference: {dtype: fp32}"),
+             "sweep.reference.dtype: no such axis");
   fails_with(with("  pairs: {mamba: pythia}", "  pairs: {mamba: gpt}"), "no family 'gpt'");
   fails_with(with("blocks: 7", "blocks: 0"), "sweep.stability.blocks: must be > 0");
   fails_with(with("blocks: 7", "blocs: 7"), "sweep.stability.blocs: unknown key");
   fails_with(with("base:\n", "bsae:\n"), "bsae: unknown key");
-  fails_with(with("  output_dir: out/sw\n", "  output_dir: out/sw\n  seed_axis: seeds\n"), "sweep.seed_axis: no axis named 'seeds'");
+  fails_with(with("  output_dir: out/sw\n", "  output_dir: out/sw\n  seed_axis: seeds\n"),
+             "sweep.seed_axis: no axis named 'seeds'");
   fails_with(kSweep, "change axes with --axis", {"sweep.axes.trainer.seed=[0]"});
   fails_with(kSweep, "override 'nothing'", {"nothing"});
   fails_with(kSweep, "no axis named 'famly'; did you mean 'family'?", {}, {"famly=mamba"});

@@ -73,8 +73,10 @@ TEST_CASE("sweep tables: known answers", "[sweep]") {
     const int seed = std::stoi(p.label("trainer.seed"));
     o.lora = peft != "full";
     o.record = {{"status", "ok"},
-                {"train", {{"tokens_per_s", peft == "full" ? 100.0 : 250.0}, {"memory_per_token_kb", peft == "full" ? 10.0 : 4.0},
-                           {"peak_rss_over_load_mb", 50.0}}}};
+                {"train",
+                 {{"tokens_per_s", peft == "full" ? 100.0 : 250.0},
+                  {"memory_per_token_kb", peft == "full" ? 10.0 : 4.0},
+                  {"peak_rss_over_load_mb", 50.0}}}};
     o.eval = eval_json(fam, peft, seed);
   }
   // A failed run of point 0 counts for nothing (it would change every number below).
@@ -91,8 +93,8 @@ TEST_CASE("sweep tables: known answers", "[sweep]") {
     // t(0.975, 2) = 4.303, as eval::mean_ci tabulates it.
     CHECK((*r)["ci"].get<double>() == Approx(4.303 * sd / std::sqrt(3.0)).epsilon(1e-6));
     CHECK((*r)["n"] == 3);
-    CHECK((*r)["spikes"] == 1);       // seed 1 diverged by 2 points
-    CHECK((*r)["spike"] == false);    // the mean, 1.0, is not > 1
+    CHECK((*r)["spikes"] == 1);     // seed 1 diverged by 2 points
+    CHECK((*r)["spike"] == false);  // the mean, 1.0, is not > 1
     const json* r4 = find_row(t["divergence"], "m lora-r4", "all");
     REQUIRE(r4 != nullptr);
     CHECK((*r4)["mean"].get<double>() == Approx(3.0));
@@ -165,8 +167,9 @@ TEST_CASE("sweep tables: failed and pending points are left out", "[sweep]") {
 }
 
 TEST_CASE("sweep tables: accuracy reads the headline metric, averaged over few-shot seeds", "[sweep]") {
-  const json e = {{"seeds", {{"1", {{"shots", {{"0", {{"results", {{"capitals", {{"acc,none", 0.2}}}}}}}}}}},
-                             {"2", {{"shots", {{"0", {{"results", {{"capitals", {{"acc,none", 0.4}}}}}}}}}}}}}};
+  const json e = {{"seeds",
+                   {{"1", {{"shots", {{"0", {{"results", {{"capitals", {{"acc,none", 0.2}}}}}}}}}}},
+                    {"2", {{"shots", {{"0", {{"results", {{"capitals", {{"acc,none", 0.4}}}}}}}}}}}}}};
   CHECK(sweep::accuracy(e, "capitals", "0") == Approx(30.0));
   CHECK(std::isnan(sweep::accuracy(e, "capitals", "1")));
   CHECK(std::isnan(sweep::accuracy(e, "piqa", "0")));
@@ -183,7 +186,8 @@ TEST_CASE("sweep tables: no ICL ratio against a pair whose improvement is noise"
   for (size_t i = 0; i < points.size(); ++i) {
     outcomes[i].point = &points[i];
     outcomes[i].record = {{"status", "ok"}};
-    outcomes[i].eval = eval_json(points[i].label("family"), points[i].label("peft"), std::stoi(points[i].label("trainer.seed")), noisy);
+    outcomes[i].eval = eval_json(points[i].label("family"), points[i].label("peft"),
+                                 std::stoi(points[i].label("trainer.seed")), noisy);
   }
   const json t = sweep::aggregate_tables(spec, outcomes);
   const json* r = find_row(t["icl"], "m full", "capitals");
@@ -196,14 +200,16 @@ TEST_CASE("sweep tables: the ICL ratio's CI (delta method) widens with the seeds
   const recipe::SweepSpec spec = recipe::parse_sweep(kSpec, "t.yaml");
   const auto points = recipe::sweep_points(spec);
   // m improves by 3 + seed (3, 4, 5), p by 6 every seed: ratio of means 4 / 6, CI from m's scatter alone.
-  const AccFn scatter = [](const std::string& family, const std::string& peft, int seed, int k, const std::string& task) {
+  const AccFn scatter = [](const std::string& family, const std::string& peft, int seed, int k,
+                           const std::string& task) {
     return family == "m" ? 30.0 + k * (3.0 + seed) / 3.0 : acc(family, peft, seed, k, task);
   };
   std::vector<sweep::PointOutcome> outcomes(points.size());
   for (size_t i = 0; i < points.size(); ++i) {
     outcomes[i].point = &points[i];
     outcomes[i].record = {{"status", "ok"}};
-    outcomes[i].eval = eval_json(points[i].label("family"), points[i].label("peft"), std::stoi(points[i].label("trainer.seed")), scatter);
+    outcomes[i].eval = eval_json(points[i].label("family"), points[i].label("peft"),
+                                 std::stoi(points[i].label("trainer.seed")), scatter);
   }
   const json t = sweep::aggregate_tables(spec, outcomes);
   const json* r = find_row(t["icl"], "m full", "capitals");

@@ -15,10 +15,10 @@
 #include "train/trainer.h"
 
 #include <ATen/ATen.h>
-#include <catch2/catch.hpp>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -233,8 +233,7 @@ TEST_CASE("gradient clipping: many blocks, any thread count, fp64 gradients", "[
   CHECK(std::abs(std::sqrt(clipped) - 1.0) < 1e-5);
 }
 
-TEST_CASE("measure_gradients + step_with_grad_factor: unscale, check and clip without passes of their own",
-          "[train]") {
+TEST_CASE("measure_gradients + step_with_grad_factor: unscale, check and clip without passes of their own", "[train]") {
   at::manual_seed(10);
   using mft::train::measure_gradients;
   const double u = mft::test::unit_roundoff(at::kFloat);
@@ -318,8 +317,8 @@ TEST_CASE("measure_gradients + step_with_grad_factor: unscale, check and clip wi
 }
 
 TEST_CASE("training runs, logs, evaluates and writes its outputs", "[train]") {
-  for (const auto& [model, method] : {std::pair{"preset:mamba-tiny", "lora"}, {"preset:pythia-tiny", "full"},
-                                      {"preset:mamba2-tiny", "lora"}}) {
+  for (const auto& [model, method] :
+       {std::pair{"preset:mamba-tiny", "lora"}, {"preset:pythia-tiny", "full"}, {"preset:mamba2-tiny", "lora"}}) {
     INFO(model << " " << method);
     TempDir out{"mft-train"};
     const auto r = tiny_recipe(out.path / "run", model, method, {"precision.dtype=bf16"});
@@ -358,10 +357,12 @@ TEST_CASE("an interrupted run resumes bit-exactly", "[train]") {
     // Same losses step by step, same parameters bit for bit.
     const auto a = lines(out.path / "whole" / "metrics.csv"), b = lines(out.path / "split" / "metrics.csv");
     REQUIRE(a.size() == b.size());
-    for (size_t i = 1; i < a.size(); ++i) CHECK(a[i].substr(0, a[i].find(",", a[i].find(",") + 1)) ==
-                                                b[i].substr(0, b[i].find(",", b[i].find(",") + 1)));
-    const auto pa = mft::io::SafetensorsFile::open((out.path / "whole/checkpoints/step-00000008/params.safetensors").string());
-    const auto pb = mft::io::SafetensorsFile::open((out.path / "split/checkpoints/step-00000008/params.safetensors").string());
+    for (size_t i = 1; i < a.size(); ++i)
+      CHECK(a[i].substr(0, a[i].find(",", a[i].find(",") + 1)) == b[i].substr(0, b[i].find(",", b[i].find(",") + 1)));
+    const auto pa =
+        mft::io::SafetensorsFile::open((out.path / "whole/checkpoints/step-00000008/params.safetensors").string());
+    const auto pb =
+        mft::io::SafetensorsFile::open((out.path / "split/checkpoints/step-00000008/params.safetensors").string());
     REQUIRE(pa.names() == pb.names());
     for (const auto& n : pa.names()) {
       INFO(n);
