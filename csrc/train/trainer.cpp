@@ -28,6 +28,7 @@
 #include <fstream>
 #include <optional>
 #include <regex>
+#include <vector>
 
 namespace mft::train {
 namespace fs = std::filesystem;
@@ -63,16 +64,23 @@ bool prepare_output(const recipe::OutputSection& o) {
   }
   TORCH_CHECK(!has_content || o.overwrite, "train: output folder ", o.dir,
               " already exists; set output.resume=true to continue it or output.overwrite=true to replace it");
+  std::vector<fs::path> old;  // collected first: removing while iterating is unspecified
   for (const auto& e : fs::directory_iterator(o.dir)) {
-    if (e.path().filename() != kLockFileName) fs::remove_all(e.path());
+    if (e.path().filename() != kLockFileName) old.push_back(e.path());
   }
+  for (const auto& p : old) fs::remove_all(p);
   return false;
 }
 
 // A resumed run that already reached max_steps and wrote its outputs: its result, else nullopt.
 std::optional<TrainResult> finished_run(const recipe::Recipe& r) {
   if (!fs::exists(fs::path(r.output.dir) / "result.json")) return std::nullopt;
-  const TrainResult done = read_train_result(r.output.dir);
+  TrainResult done;
+  try {
+    done = read_train_result(r.output.dir);
+  } catch (const c10::Error&) {
+    return std::nullopt;  // unreadable: judged by the checkpoints instead
+  }
   if (done.interrupted || done.steps < r.trainer.max_steps || done.final_dir.empty() || !fs::exists(done.final_dir))
     return std::nullopt;
   return done;
